@@ -1,0 +1,10 @@
+//! Viewstamped Replication: the sans-IO replica, its durable formats and the
+//! object-metadata state machine it replicates.
+//!
+//! Nothing in this module performs I/O, reads a clock, draws randomness from
+//! the OS or spawns anything: events come in as method calls, effects go out
+//! through an outbox that a driver (`sim/` or `shard/`) executes.
+
+pub mod message;
+pub mod state_machine;
+pub mod storage;
