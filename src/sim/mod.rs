@@ -1,1 +1,7 @@
-//! The deterministic simulator driver.
+//! The deterministic simulator driver: whole clusters in one thread, time as
+//! ticks, every fault drawn from one seed.
+
+pub mod disk;
+pub mod history;
+pub mod network;
+pub mod prng;
