@@ -8,3 +8,7 @@
 pub mod message;
 pub mod state_machine;
 pub mod storage;
+pub mod client_table;
+pub mod config;
+pub mod replica;
+pub mod superblock;

@@ -1,0 +1,301 @@
+//! `ObjectStore`: the object-metadata state machine of one replication group.
+//!
+//! It holds bucket records (meaningful in group 0, which keeps the catalog)
+//! and the objects that hash to this group, keyed by (bucket id, key): the
+//! front end resolves names to ids, so object operations are not checked
+//! against the catalog here. Only `BTreeMap`s: iteration order, and so every
+//! reply and snapshot, is the same on every replica.
+//!
+//! Every collection is bounded by [`ObjectStoreLimits`]; a write that would
+//! grow past a limit gets `LimitExceeded` and changes nothing, which is what
+//! makes `snapshot_size_max` a true bound.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::api::{
+    BucketEntry, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation,
+    PutCondition, Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
+};
+use super::StateMachine;
+
+/// Per-deployment bounds. `key_size_max` and `user_metadata_size_max` may
+/// only lower the S3 maxima ([`KEY_SIZE_MAX`], [`USER_METADATA_SIZE_MAX`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectStoreLimits {
+    pub buckets_max: usize,
+    pub objects_max: usize,
+    pub key_size_max: usize,
+    pub user_metadata_size_max: usize,
+    pub chunks_per_object_max: usize,
+    /// Bytes of object data carried in the metadata op itself.
+    pub inline_size_max: usize,
+}
+
+impl ObjectStoreLimits {
+    /// Which limit an object put (or a restored object) exceeds, checked
+    /// in a fixed order so that every replica names the same one.
+    pub fn object_exceeded(&self, key: &[u8], meta: &ObjectMeta) -> Option<Limit> {
+        if key.len() > self.key_size_max {
+            return Some(Limit::KeySize);
+        }
+        if meta.user_metadata_size() > self.user_metadata_size_max {
+            return Some(Limit::UserMetadataSize);
+        }
+        if meta.chunks.len() > self.chunks_per_object_max {
+            return Some(Limit::ChunksPerObject);
+        }
+        if meta.inline_data.len() > self.inline_size_max {
+            return Some(Limit::InlineSize);
+        }
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// The op that created the bucket: unique, so a re-created bucket never
+    /// sees the objects of its namesake.
+    pub id: u64,
+    pub created_timestamp: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectStore {
+    pub(super) limits: ObjectStoreLimits,
+    /// The last op applied by `commit`: ops arrive strictly increasing.
+    pub(super) op_last: u64,
+    pub(super) buckets: BTreeMap<Vec<u8>, Bucket>,
+    pub(super) objects: BTreeMap<(u64, Vec<u8>), Object>,
+}
+
+impl ObjectStore {
+    pub fn new(limits: ObjectStoreLimits) -> ObjectStore {
+        assert!(limits.key_size_max >= 1);
+        assert!(limits.key_size_max <= KEY_SIZE_MAX);
+        assert!(limits.user_metadata_size_max <= USER_METADATA_SIZE_MAX);
+        let store =
+            ObjectStore { limits, op_last: 0, buckets: BTreeMap::new(), objects: BTreeMap::new() };
+        // Computing the bounds once here turns an overflowing configuration
+        // into a panic at start-up rather than at the first checkpoint.
+        let _ = store.snapshot_size_max();
+        let _ = store.reply_size_max();
+        store
+    }
+
+    pub fn limits(&self) -> ObjectStoreLimits {
+        self.limits
+    }
+
+    pub fn op_last(&self) -> u64 {
+        self.op_last
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    fn execute(&mut self, op: u64, timestamp: u64, request: Request) -> Reply {
+        match request {
+            Request::CreateBucket { name } => self.bucket_create(op, timestamp, name),
+            Request::DeleteBucket { name } => self.bucket_delete(&name),
+            Request::PutObject { bucket_id, key, condition, object } => {
+                self.object_put(op, timestamp, (bucket_id, key), condition, object)
+            }
+            Request::DeleteObject { bucket_id, key, condition } => {
+                self.object_delete((bucket_id, key), condition)
+            }
+            Request::HeadBucket { .. }
+            | Request::ListBuckets
+            | Request::HeadObject { .. }
+            | Request::ListObjects { .. } => unreachable!("read-only request in commit"),
+        }
+    }
+
+    fn bucket_create(&mut self, op: u64, timestamp: u64, name: Vec<u8>) -> Reply {
+        if self.buckets.contains_key(&name) {
+            return Reply::BucketAlreadyExists;
+        }
+        if self.buckets.len() >= self.limits.buckets_max {
+            return Reply::LimitExceeded(Limit::Buckets);
+        }
+        self.buckets.insert(name, Bucket { id: op, created_timestamp: timestamp });
+        assert!(self.buckets.len() <= self.limits.buckets_max);
+        Reply::BucketCreated { id: op }
+    }
+
+    fn bucket_delete(&mut self, name: &[u8]) -> Reply {
+        let Some(bucket) = self.buckets.get(name) else {
+            return Reply::NoSuchBucket;
+        };
+        if self.bucket_has_objects(bucket.id) {
+            return Reply::BucketNotEmpty;
+        }
+        self.buckets.remove(name);
+        Reply::BucketDeleted
+    }
+
+    /// Objects of one bucket are contiguous in the map, starting at the
+    /// empty key (which no object has).
+    fn bucket_has_objects(&self, bucket_id: u64) -> bool {
+        let from = (bucket_id, Vec::new());
+        self.objects.range(from..).next().is_some_and(|((id, _), _)| *id == bucket_id)
+    }
+
+    fn object_put(
+        &mut self,
+        op: u64,
+        timestamp: u64,
+        key: (u64, Vec<u8>),
+        condition: PutCondition,
+        meta: ObjectMeta,
+    ) -> Reply {
+        if let Some(limit) = self.limits.object_exceeded(&key.1, &meta) {
+            return Reply::LimitExceeded(limit);
+        }
+        let existing = self.objects.get(&key);
+        let condition_holds = match &condition {
+            PutCondition::None => true,
+            PutCondition::IfMatch(etag) => existing.is_some_and(|object| object.meta.etag == *etag),
+            PutCondition::IfNoneMatchStar => existing.is_none(),
+        };
+        if !condition_holds {
+            return Reply::PreconditionFailed;
+        }
+        if existing.is_none() && self.objects.len() >= self.limits.objects_max {
+            return Reply::LimitExceeded(Limit::Objects);
+        }
+        self.objects.insert(key, Object { version: op, last_modified: timestamp, meta });
+        assert!(self.objects.len() <= self.limits.objects_max);
+        Reply::ObjectPut { version: op }
+    }
+
+    fn object_delete(&mut self, key: (u64, Vec<u8>), condition: DeleteCondition) -> Reply {
+        let existing = self.objects.get(&key);
+        if let DeleteCondition::IfMatch(etag) = &condition {
+            if !existing.is_some_and(|object| object.meta.etag == *etag) {
+                return Reply::PreconditionFailed;
+            }
+        }
+        let existed = self.objects.remove(&key).is_some();
+        Reply::ObjectDeleted { existed }
+    }
+
+    fn read(&self, request: &Request) -> Reply {
+        match request {
+            Request::HeadBucket { name } => match self.buckets.get(name) {
+                Some(bucket) => Reply::Bucket { id: bucket.id, created: bucket.created_timestamp },
+                None => Reply::NoSuchBucket,
+            },
+            Request::ListBuckets => Reply::Buckets(
+                self.buckets
+                    .iter()
+                    .map(|(name, bucket)| BucketEntry {
+                        name: name.clone(),
+                        id: bucket.id,
+                        created: bucket.created_timestamp,
+                    })
+                    .collect(),
+            ),
+            Request::HeadObject { bucket_id, key } => {
+                match self.objects.get(&(*bucket_id, key.clone())) {
+                    Some(object) => Reply::Object(object.clone()),
+                    None => Reply::NoSuchKey,
+                }
+            }
+            Request::ListObjects { bucket_id, prefix, start_after, limit } => {
+                self.list_objects(*bucket_id, prefix, start_after, *limit)
+            }
+            Request::CreateBucket { .. }
+            | Request::DeleteBucket { .. }
+            | Request::PutObject { .. }
+            | Request::DeleteObject { .. } => unreachable!("write request in query"),
+        }
+    }
+
+    /// Keys of `bucket_id` with `prefix`, strictly after `start_after`, in
+    /// byte order. Keys with a prefix are contiguous in byte order and start
+    /// at the prefix itself, so the scan starts at the later of the two
+    /// bounds and stops at the first key without the prefix.
+    fn list_objects(&self, bucket_id: u64, prefix: &[u8], start_after: &[u8], limit: u32) -> Reply {
+        let limit = limit.min(LIST_LIMIT_MAX) as usize;
+        let from = if start_after >= prefix {
+            Bound::Excluded((bucket_id, start_after.to_vec()))
+        } else {
+            Bound::Included((bucket_id, prefix.to_vec()))
+        };
+        let mut entries = Vec::new();
+        let mut truncated = false;
+        for ((id, key), object) in self.objects.range((from, Bound::Unbounded)) {
+            if *id != bucket_id || !key.starts_with(prefix) {
+                break;
+            }
+            if entries.len() == limit {
+                truncated = true;
+                break;
+            }
+            entries.push(ObjectEntry {
+                key: key.clone(),
+                size: object.meta.size,
+                etag: object.meta.etag.clone(),
+                version: object.version,
+                last_modified: object.last_modified,
+            });
+        }
+        assert!(entries.len() <= limit);
+        Reply::Objects { entries, truncated }
+    }
+}
+
+/// A request fit for `commit` (`read_only == false`) or `query` (`true`):
+/// decodes, passes validation, and belongs to that class.
+fn request_accept(operation: u8, body: &[u8], read_only: bool) -> Option<Request> {
+    let request = Request::decode(operation, body).ok()?;
+    request.validate().ok()?;
+    (request.operation().read_only() == read_only).then_some(request)
+}
+
+impl StateMachine for ObjectStore {
+    fn operation_read_only(operation: u8) -> Option<bool> {
+        Operation::from_u8(operation).map(Operation::read_only)
+    }
+
+    fn request_valid(operation: u8, body: &[u8]) -> bool {
+        Request::decode(operation, body).is_ok_and(|request| request.validate().is_ok())
+    }
+
+    fn commit(&mut self, op: u64, timestamp: u64, operation: u8, body: &[u8], reply: &mut Vec<u8>) {
+        assert!(op > self.op_last, "commit out of order: op {op} after {}", self.op_last);
+        self.op_last = op;
+        let result = match request_accept(operation, body, false) {
+            Some(request) => self.execute(op, timestamp, request),
+            None => Reply::BadRequest,
+        };
+        result.encode(reply);
+    }
+
+    fn query(&self, operation: u8, body: &[u8], reply: &mut Vec<u8>) {
+        let result = match request_accept(operation, body, true) {
+            Some(request) => self.read(&request),
+            None => Reply::BadRequest,
+        };
+        result.encode(reply);
+    }
+
+    fn snapshot(&self, out: &mut Vec<u8>) {
+        self.snapshot_encode(out);
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        *self = ObjectStore::snapshot_decode(self.limits, bytes)?;
+        Ok(())
+    }
+
+    fn snapshot_size_max(&self) -> usize {
+        self.snapshot_size_bound()
+    }
+}
