@@ -8,17 +8,16 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use toasty::vsr::message::{
-    checksum, header_parse, Command, Header, Message, MessageError, HEADER_SIZE,
-    OPERATION_NOOP, OPERATION_REGISTER, OPERATION_ROOT, OPERATION_STATE_MACHINE_MIN,
-    PROTOCOL_VERSION,
+    checksum, header_parse, Command, Header, Message, MessageError, HEADER_SIZE, OPERATION_NOOP,
+    OPERATION_REGISTER, OPERATION_ROOT, OPERATION_STATE_MACHINE_MIN, PROTOCOL_VERSION,
 };
 use zerocopy::IntoBytes;
 
-/// Large enough for every generated message; small enough that the bound is
-/// exercised by `size_above_message_size_max`.
+/// 1 MiB, as a transport would pass: far above every generated message, so
+/// only `size_above_message_size_max` (which passes its own bound) meets it.
 const MESSAGE_SIZE_MAX: usize = 1 << 20;
 
-/// Bodies the generators produce: 0..4096 bytes.
+/// Generated bodies are 0..BODY_SIZE_MAX bytes.
 const BODY_SIZE_MAX: usize = 4096;
 
 /// The state-machine operation the fixed examples use.
@@ -244,11 +243,7 @@ fn header_build(command: Command, fields: &Fields) -> Header {
 
 /// A valid, unsealed header of any command and a body it may carry.
 fn header_and_body_any() -> impl Strategy<Value = (Header, Vec<u8>)> {
-    (
-        command_any(),
-        fields_any(),
-        proptest::collection::vec(any::<u8>(), 0..BODY_SIZE_MAX),
-    )
+    (command_any(), fields_any(), proptest::collection::vec(any::<u8>(), 0..BODY_SIZE_MAX))
         .prop_map(|(command, mut fields, mut body)| {
             if !command_has_body(command) {
                 body.clear();
@@ -327,7 +322,8 @@ fn valid_example(command: Command) -> (Header, Vec<u8>) {
 fn assert_rule(
     command: Command,
     reason: &'static str,
-    mutate: impl FnOnce(&mut Header, &mut Vec<u8>)) {
+    mutate: impl FnOnce(&mut Header, &mut Vec<u8>),
+) {
     let (mut header, mut body) = valid_example(command);
     let valid = Message::new(header, &body);
     assert!(
@@ -552,10 +548,7 @@ fn truncated_body_is_size_mismatch_but_header_alone_parses() {
             "length {length}"
         );
         // A transport reads the header first and trusts its size.
-        assert_eq!(
-            header_parse(&bytes[..length], MESSAGE_SIZE_MAX),
-            Ok(*message.header())
-        );
+        assert_eq!(header_parse(&bytes[..length], MESSAGE_SIZE_MAX), Ok(*message.header()));
     }
 }
 

@@ -10,9 +10,7 @@
 
 use std::path::PathBuf;
 
-use toasty::vsr::message::{
-    Command, Header, Message, OPERATION_STATE_MACHINE_MIN,
-};
+use toasty::vsr::message::{Command, Header, Message, OPERATION_STATE_MACHINE_MIN};
 
 fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).expect("usage: seeds DIR"));

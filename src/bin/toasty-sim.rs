@@ -28,7 +28,7 @@ struct Args {
     /// Requests the clients must complete per seed.
     #[arg(long, default_value_t = 2000)]
     requests: u64,
-    /// Fault profile: default or quiet.
+    /// Fault profile: default (everything), network (no crashes or disk faults) or quiet.
     #[arg(long, default_value = "default")]
     faults: String,
     /// A deliberately broken variant (needs the `sim-bugs` feature).
@@ -72,8 +72,9 @@ fn main() {
     let profile = match args.faults.as_str() {
         "default" => FaultProfile::Default,
         "quiet" => FaultProfile::Quiet,
+        "network" => FaultProfile::Network,
         other => {
-            eprintln!("toasty-sim: unknown fault profile {other:?} (default, quiet)");
+            eprintln!("toasty-sim: unknown fault profile {other:?} (default, network, quiet)");
             std::process::exit(2);
         }
     };

@@ -5,7 +5,7 @@
 use crate::sim::history::ObservedReply;
 use crate::sim::prng::Prng;
 use crate::vsr::message::{Command, Header, Message, OPERATION_REGISTER};
-use crate::vsr::state_machine::{ObjectMeta, PutCondition, DeleteCondition, Request};
+use crate::vsr::state_machine::{DeleteCondition, ObjectMeta, PutCondition, Request};
 
 /// Ticks without a reply before the client retries at the next replica.
 const REQUEST_TIMEOUT_TICKS: u64 = 30;
@@ -89,7 +89,13 @@ impl Client {
         if !self.registered {
             let header = self.header(OPERATION_REGISTER, 0);
             let message = Message::new(header, &[]);
-            self.in_flight = Some(InFlight { message: message.clone(), operation: OPERATION_REGISTER, body: Vec::new(), tick_invoked: tick, read_only: false });
+            self.in_flight = Some(InFlight {
+                message: message.clone(),
+                operation: OPERATION_REGISTER,
+                body: Vec::new(),
+                tick_invoked: tick,
+                read_only: false,
+            });
             self.tick_sent = tick;
             return Some((self.target, message));
         }
@@ -99,7 +105,8 @@ impl Client {
         let request = self.workload_request();
         let mut body = Vec::new();
         let operation = request.encode(&mut body);
-        let read_only = crate::vsr::state_machine::Operation::from_u8(operation).is_some_and(|o| o.read_only());
+        let read_only =
+            crate::vsr::state_machine::Operation::from_u8(operation).is_some_and(|o| o.read_only());
         let number = if read_only { self.request.max(1) } else { self.request + 1 };
         let mut header = self.header(operation, number);
         if read_only {
@@ -114,7 +121,13 @@ impl Client {
         if !read_only {
             self.sent.push(message.checksum());
         }
-        self.in_flight = Some(InFlight { message: message.clone(), operation, body, tick_invoked: tick, read_only });
+        self.in_flight = Some(InFlight {
+            message: message.clone(),
+            operation,
+            body,
+            tick_invoked: tick,
+            read_only,
+        });
         self.tick_sent = tick;
         Some((self.target, message))
     }
@@ -127,26 +140,43 @@ impl Client {
                 let etag = format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes();
                 let condition = match self.prng.range_inclusive(0, 9) {
                     0 => PutCondition::IfNoneMatchStar,
-                    1 => PutCondition::IfMatch(format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes()),
+                    1 => PutCondition::IfMatch(
+                        format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
+                    ),
                     _ => PutCondition::None,
                 };
                 let size = self.prng.range_inclusive(0, 64);
                 let mut data = vec![0u8; size as usize];
                 self.prng.bytes(&mut data);
-                let object = ObjectMeta { size, etag, inline_data: data, content_type: b"application/octet-stream".to_vec(), ..ObjectMeta::default() };
+                let object = ObjectMeta {
+                    size,
+                    etag,
+                    inline_data: data,
+                    content_type: b"application/octet-stream".to_vec(),
+                    ..ObjectMeta::default()
+                };
                 Request::PutObject { bucket_id: BUCKET_ID, key, condition, object }
             }
             40..=49 => {
                 let condition = if self.prng.range_inclusive(0, 4) == 0 {
-                    DeleteCondition::IfMatch(format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes())
+                    DeleteCondition::IfMatch(
+                        format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
+                    )
                 } else {
                     DeleteCondition::None
                 };
                 Request::DeleteObject { bucket_id: BUCKET_ID, key, condition }
             }
             50..=84 => Request::HeadObject { bucket_id: BUCKET_ID, key },
-            85..=94 => Request::ListObjects { bucket_id: BUCKET_ID, prefix: b"key-".to_vec(), start_after: Vec::new(), limit: 4 },
-            _ => Request::CreateBucket { name: format!("bucket-{}", self.prng.range_inclusive(0, 3)).into_bytes() },
+            85..=94 => Request::ListObjects {
+                bucket_id: BUCKET_ID,
+                prefix: b"key-".to_vec(),
+                start_after: Vec::new(),
+                limit: 4,
+            },
+            _ => Request::CreateBucket {
+                name: format!("bucket-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
+            },
         }
     }
 
@@ -170,7 +200,8 @@ impl Client {
                 let matches = if in_flight.read_only {
                     header.context.get() == in_flight.message.checksum()
                 } else {
-                    header.request.get() == in_flight.message.header().request.get() && header.operation == in_flight.operation
+                    header.request.get() == in_flight.message.header().request.get()
+                        && header.operation == in_flight.operation
                 };
                 if !matches {
                     return false;

@@ -24,6 +24,9 @@ use crate::vsr::state_machine::{ObjectStore, ObjectStoreLimits, StateMachine};
 pub enum FaultProfile {
     /// No faults at all: the happy path.
     Quiet,
+    /// Network faults only (delay, loss, duplication, partitions, clogging,
+    /// corrupted messages): no crashes, no disk faults.
+    Network,
     /// A random mix per seed (swarm testing), like TigerBeetle's VOPR.
     Default,
 }
@@ -162,7 +165,8 @@ fn panic_hook_install() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            let location =
+                info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
             PANIC_LOCATION.with(|l| *l.borrow_mut() = location);
             if std::env::var_os("TOASTY_SIM_PANIC").is_some() {
                 default(info);
@@ -177,8 +181,20 @@ impl Cluster {
         let cluster_id = prng.u128() | 1;
         let quiet = options.profile == FaultProfile::Quiet;
         let mut fault_prng = prng.fork(1);
-        let faults = if quiet {
-            Faults { crash: Ratio::zero(), crash_all: Ratio::zero(), restart: Ratio::one(), message_corrupt: Ratio::zero() }
+        let faults = if options.profile == FaultProfile::Network {
+            Faults {
+                crash: Ratio::zero(),
+                crash_all: Ratio::zero(),
+                restart: Ratio::one(),
+                message_corrupt: Ratio::new(fault_prng.range_inclusive(0, 5) as u32, 1000),
+            }
+        } else if quiet {
+            Faults {
+                crash: Ratio::zero(),
+                crash_all: Ratio::zero(),
+                restart: Ratio::one(),
+                message_corrupt: Ratio::zero(),
+            }
         } else {
             Faults {
                 crash: Ratio::new(fault_prng.range_inclusive(0, 4) as u32, 10_000),
@@ -206,17 +222,31 @@ impl Cluster {
             violation: None,
             trace_hash: 0,
         };
-        Cluster { options, groups, tick: 0, prng, faults, faults_enabled: !quiet, trace: xxhash_rust::xxh3::Xxh3::new(), result }
+        Cluster {
+            options,
+            groups,
+            tick: 0,
+            prng,
+            faults,
+            faults_enabled: !quiet,
+            trace: xxhash_rust::xxh3::Xxh3::new(),
+            result,
+        }
     }
 
     fn group_new(options: &SimOptions, prng: &mut Prng, cluster_id: u128, group: u32) -> Group {
         let r = options.replica_count;
         let quiet = options.profile == FaultProfile::Quiet;
+        let disk_quiet = options.profile != FaultProfile::Default;
         let mut group_prng = prng.fork(100 + group as u64);
         let mut config = Config::test_min(cluster_id, group, 0, r);
         config.bug = options.bug;
         let layout = config.layout();
-        let atlas = Rc::new(if quiet { FaultAtlas::none(r as usize, layout) } else { FaultAtlas::new(&mut group_prng, r as usize, layout) });
+        let atlas = Rc::new(if disk_quiet {
+            FaultAtlas::none(r as usize, layout)
+        } else {
+            FaultAtlas::new(&mut group_prng, r as usize, layout)
+        });
         let node_count = r as usize + options.clients_per_group;
         let network_options = if quiet {
             NetworkOptions::quiet(node_count, r as usize)
@@ -229,8 +259,10 @@ impl Cluster {
             let mut node_config = config.clone();
             node_config.replica = replica;
             let mut disk_prng = group_prng.fork(10 + replica as u64);
-            let disk_options = if quiet { DiskOptions::quiet() } else { DiskOptions::random(&mut disk_prng) };
-            let mut disk = Disk::new(layout, disk_options, disk_prng.fork(1), atlas.clone(), replica as usize);
+            let disk_options =
+                if disk_quiet { DiskOptions::quiet() } else { DiskOptions::random(&mut disk_prng) };
+            let mut disk =
+                Disk::new(layout, disk_options, disk_prng.fork(1), atlas.clone(), replica as usize);
             let state_machine = ObjectStore::new(limits());
             for (zone, offset, data) in format(&node_config, &state_machine) {
                 disk.write_direct(zone, offset, &data);
@@ -240,7 +272,13 @@ impl Cluster {
         let mut clients = Vec::new();
         for index in 0..options.clients_per_group {
             let id = group_prng.u128() | 1;
-            clients.push(Client::new(id, cluster_id, group, r, group_prng.fork(1000 + index as u64)));
+            clients.push(Client::new(
+                id,
+                cluster_id,
+                group,
+                r,
+                group_prng.fork(1000 + index as u64),
+            ));
         }
         Group { nodes, network, clients, committed: BTreeMap::new(), checkpoints: BTreeMap::new() }
     }
@@ -262,7 +300,10 @@ impl Cluster {
             }
         }
         // Safety phase: everything may break.
-        while self.tick < self.options.ticks_safety_max && self.requests_acked() < self.options.requests && self.result.violation.is_none() {
+        while self.tick < self.options.ticks_safety_max
+            && self.requests_acked() < self.options.requests
+            && self.result.violation.is_none()
+        {
             self.step();
         }
         // Liveness phase: heal everything; the cluster must finish the work.
@@ -287,9 +328,14 @@ impl Cluster {
             }
             self.step();
         }
-        if self.result.violation.is_none() && !(self.requests_acked() >= self.options.requests && self.converged()) {
+        if self.result.violation.is_none()
+            && !(self.requests_acked() >= self.options.requests && self.converged())
+        {
             let detail = self.liveness_report();
-            self.violation(format!("liveness: not converged within {} ticks of healing: {detail}", self.options.ticks_liveness_max));
+            self.violation(format!(
+                "liveness: not converged within {} ticks of healing: {detail}",
+                self.options.ticks_liveness_max
+            ));
         }
         if self.result.violation.is_none() {
             self.check_final();
@@ -306,7 +352,12 @@ impl Cluster {
         self.groups.iter().all(|group| {
             let commit = group.committed.keys().next_back().copied().unwrap_or(0);
             group.nodes.iter().all(|node| {
-                node.replica.as_ref().is_some_and(|r| r.status() == Status::Normal && r.commit_min() == commit && r.op() == commit && !r.syncing())
+                node.replica.as_ref().is_some_and(|r| {
+                    r.status() == Status::Normal
+                        && r.commit_min() == commit
+                        && r.op() == commit
+                        && !r.syncing()
+                })
             }) && group.clients.iter().all(|c| c.in_flight.is_none())
         })
     }
@@ -320,14 +371,37 @@ impl Cluster {
                 if let Some(r) = &node.replica {
                     out.push_str(&format!(
                         "[r{} {:?} view {} log_view {} op {} commit {}/{} ckpt {} sync {}] ",
-                        r.replica(), r.status(), r.view(), r.log_view(), r.op(), r.commit_min(), r.commit_max(), r.checkpoint_op(), r.syncing()
+                        r.replica(),
+                        r.status(),
+                        r.view(),
+                        r.log_view(),
+                        r.op(),
+                        r.commit_min(),
+                        r.commit_max(),
+                        r.checkpoint_op(),
+                        r.syncing()
                     ));
+                    out.push_str(&r.debug_state());
+                    out.push_str(&format!(
+                        " disk pending {} due {:?} now {} boots {}",
+                        node.disk.pending(),
+                        node.disk.pending_due_min(),
+                        self.tick,
+                        node.boots
+                    ));
+                    out.push_str(" | ");
                 }
             }
             for client in group.clients.iter() {
                 if let Some(f) = &client.in_flight {
                     let h = f.message.header();
-                    out.push_str(&format!("client {:x} waits for op {} request {} (registered {}); ", client.id >> 96, f.operation, h.request.get(), client.registered));
+                    out.push_str(&format!(
+                        "client {:x} waits for op {} request {} (registered {}); ",
+                        client.id >> 96,
+                        f.operation,
+                        h.request.get(),
+                        client.registered
+                    ));
                 }
             }
         }
@@ -346,7 +420,9 @@ impl Cluster {
                 self.groups[g].nodes[r].replica = Some(replica);
                 self.drain(g, r);
             }
-            Ok(Err(error)) => self.violation(format!("group {g} replica {r}: open failed: {error}")),
+            Ok(Err(error)) => {
+                self.violation(format!("group {g} replica {r}: open failed: {error}"))
+            }
             Err(panic) => self.violation(format!("group {g} replica {r}: panic in open: {panic}")),
         }
     }
@@ -396,15 +472,17 @@ impl Cluster {
     fn deliver(&mut self, g: usize, to: usize, bytes: Rc<[u8]>) {
         let replica_count = self.options.replica_count as usize;
         let mut bytes = bytes.to_vec();
-        if self.faults_enabled && self.prng.chance(self.faults.message_corrupt) && !bytes.is_empty() {
+        if self.faults_enabled && self.prng.chance(self.faults.message_corrupt) && !bytes.is_empty()
+        {
             let bit = self.prng.index(bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             self.result.messages_corrupted += 1;
         }
-        let message = match Message::parse(&bytes, Config::test_min(0, 0, 0, 1).message_size_max as usize) {
-            Ok(message) => message,
-            Err(_) => return, // Dropped and counted by the transport; never trusted.
-        };
+        let message =
+            match Message::parse(&bytes, Config::test_min(0, 0, 0, 1).message_size_max as usize) {
+                Ok(message) => message,
+                Err(_) => return, // Dropped and counted by the transport; never trusted.
+            };
         if to < replica_count {
             self.with_replica(g, to, |replica| replica.on_message(message));
         } else {
@@ -441,10 +519,12 @@ impl Cluster {
                 Action::Send { target, message } => {
                     let to = match target {
                         Target::Replica(i) => i as usize,
-                        Target::Client(id) => match self.groups[g].clients.iter().position(|c| c.id == id) {
-                            Some(index) => replica_count + index,
-                            None => continue,
-                        },
+                        Target::Client(id) => {
+                            match self.groups[g].clients.iter().position(|c| c.id == id) {
+                                Some(index) => replica_count + index,
+                                None => continue,
+                            }
+                        }
                     };
                     self.groups[g].network.submit(tick, r, to, message.shared());
                 }
@@ -468,21 +548,31 @@ impl Cluster {
                 let group = &mut self.groups[g];
                 match group.committed.get(&op) {
                     Some((canonical, _)) if canonical.checksum() != prepare.checksum() => {
-                        let what = format!("group {g} replica {r}: committed op {op} {:x}, but op {op} was committed as {:x}", prepare.checksum(), canonical.checksum());
+                        let what = format!("group {g} replica {r}: committed op {op} {:?} {:x}, but op {op} was committed as {:?} {:x}", prepare, prepare.checksum(), canonical, canonical.checksum());
                         self.violation(what);
                     }
                     Some(_) => {}
                     None => {
                         let parent_ok = match op {
                             1 => true,
-                            _ => group.committed.get(&(op - 1)).is_none_or(|(p, _)| p.checksum() == header.parent.get()),
+                            _ => group
+                                .committed
+                                .get(&(op - 1))
+                                .is_none_or(|(p, _)| p.checksum() == header.parent.get()),
                         };
-                        let traced = header.client.get() == 0 || header.request.get() == 0 || group.clients.iter().any(|c| c.sent.contains(&header.context.get()));
+                        let traced = header.client.get() == 0
+                            || header.request.get() == 0
+                            || group.clients.iter().any(|c| c.sent.contains(&header.context.get()));
                         group.committed.insert(op, (prepare, tick));
                         if !parent_ok {
-                            self.violation(format!("group {g}: op {op} does not chain onto op {}", op - 1));
+                            self.violation(format!(
+                                "group {g}: op {op} does not chain onto op {}",
+                                op - 1
+                            ));
                         } else if !traced {
-                            self.violation(format!("group {g}: op {op} committed but no client sent that request"));
+                            self.violation(format!(
+                                "group {g}: op {op} committed but no client sent that request"
+                            ));
                         }
                     }
                 }
@@ -539,11 +629,21 @@ impl Cluster {
             let mut ticks = Vec::new();
             for (op, (prepare, tick)) in &group.committed {
                 let h = prepare.header();
-                committed.push(CommittedOp { op: *op, timestamp: h.timestamp.get(), client: h.client.get(), request: h.request.get(), operation: h.operation, body: prepare.body().to_vec() });
+                committed.push(CommittedOp {
+                    op: *op,
+                    timestamp: h.timestamp.get(),
+                    client: h.client.get(),
+                    request: h.request.get(),
+                    operation: h.operation,
+                    body: prepare.body().to_vec(),
+                });
                 ticks.push(*tick);
             }
-            let observed: Vec<_> = group.clients.iter().flat_map(|c| c.observed.iter().cloned()).collect();
-            if let Err(what) = check_history(ObjectStore::new(limits()), &committed, &ticks, &observed) {
+            let observed: Vec<_> =
+                group.clients.iter().flat_map(|c| c.observed.iter().cloned()).collect();
+            if let Err(what) =
+                check_history(ObjectStore::new(limits()), &committed, &ticks, &observed)
+            {
                 return self.violation(format!("group {g}: history: {what}"));
             }
             let mut model = ObjectStore::new(limits());
@@ -561,7 +661,10 @@ impl Cluster {
                 let mut actual = Vec::new();
                 replica.state_machine().snapshot(&mut actual);
                 if actual != expected {
-                    let what = format!("group {g} replica {}: state differs from the committed log replayed", replica.replica());
+                    let what = format!(
+                        "group {g} replica {}: state differs from the committed log replayed",
+                        replica.replica()
+                    );
                     return self.violation(what);
                 }
             }

@@ -6,7 +6,8 @@
 //!
 //! - (a) exactly once: no (client, request) commits twice;
 //! - (b) every write a client saw is in the log at the op its reply named,
-//!   and its reply is the one the replay produces at that op;
+//!   was first committed while the request was outstanding, and its reply
+//!   is the one the replay produces at that op;
 //! - (c) real time: a write whose reply was seen before another write was
 //!   invoked sits earlier in the log;
 //! - (d) every read saw the state after some log prefix `p` that its own
@@ -91,6 +92,12 @@ pub fn check_history<S: StateMachine>(
     let mut writes = Vec::new();
     let mut reads = Vec::new();
     for (i, reply) in observed.iter().enumerate() {
+        // The harness records both ticks itself: a reversed pair is its bug.
+        assert!(
+            reply.tick_invoked <= reply.tick_completed,
+            "{}: completed before invoked",
+            describe(reply)
+        );
         match S::operation_read_only(reply.operation) {
             Some(false) => writes.push(i),
             Some(true) => reads.push(i),
@@ -98,11 +105,6 @@ pub fn check_history<S: StateMachine>(
         }
     }
     check_writes_in_log(committed, &index, observed, &writes)?;
-    for &i in writes.iter().chain(&reads) {
-        if observed[i].tick_completed < observed[i].tick_invoked {
-            panic!("{}: completed before it was invoked", describe(&observed[i]));
-        }
-    }
     let windows = check_real_time(committed_tick, observed, &writes, &reads)?;
     check_write_commit_ticks(committed_tick, observed, &writes)?;
     let mut summary = sweep(state, committed, observed, &writes, windows)?;
@@ -155,7 +157,10 @@ fn check_writes_in_log(
     for &i in writes {
         let write = &observed[i];
         let Some(&op_log) = index.get(&(write.client, write.request)) else {
-            return Err(format!("{}: reply observed but not in the committed log", describe(write)));
+            return Err(format!(
+                "{}: reply observed but not in the committed log",
+                describe(write)
+            ));
         };
         if write.op != Some(op_log) {
             return Err(format!(
@@ -225,13 +230,17 @@ fn check_real_time(
 ) -> Result<Vec<ReadWindow>, String> {
     let mut completions: Vec<usize> = writes.to_vec();
     completions.sort_by_key(|&i| (observed[i].tick_completed, i));
-    let mut invocations: Vec<usize> = writes.iter().chain(reads).copied().collect();
-    invocations.sort_by_key(|&i| (observed[i].tick_invoked, i));
+    // (tick, index, is_read): classified by operation, not by `op`, so a
+    // read served through the log is still checked as a read.
+    let mut invocations: Vec<(u64, usize, bool)> = Vec::with_capacity(observed.len());
+    invocations.extend(writes.iter().map(|&i| (observed[i].tick_invoked, i, false)));
+    invocations.extend(reads.iter().map(|&i| (observed[i].tick_invoked, i, true)));
+    invocations.sort_unstable();
 
     let mut completed = 0; // completions[..completed] finished before now
     let mut latest: Option<usize> = None; // the completed write with the highest op
     let mut windows = Vec::with_capacity(reads.len());
-    for &i in &invocations {
+    for &(_, i, is_read) in &invocations {
         let invoked = &observed[i];
         while completed < completions.len()
             && observed[completions[completed]].tick_completed < invoked.tick_invoked
@@ -243,17 +252,13 @@ fn check_real_time(
             completed += 1;
         }
         let lo = latest.map_or(0, |j| op_of(&observed[j]));
-        match invoked.op {
+        if is_read {
+            let hi = committed_tick.partition_point(|&tick| tick <= invoked.tick_completed);
+            windows.push(ReadWindow { observed: i, lo, hi: hi as u64, rank: 0, predecessors: 0 });
+        } else if lo > op_of(invoked) {
             // Equal ops are the same request seen twice (ops are unique by (a)).
-            Some(op) if lo > op => {
-                let earlier = &observed[latest.expect("lo > 0 has a write")];
-                return Err(real_time_error(earlier, invoked));
-            }
-            Some(_) => {}
-            None => {
-                let hi = committed_tick.partition_point(|&tick| tick <= invoked.tick_completed);
-                windows.push(ReadWindow { observed: i, lo, hi: hi as u64, rank: 0, predecessors: 0 });
-            }
+            let earlier = &observed[latest.expect("lo > 0 has a write")];
+            return Err(real_time_error(earlier, invoked));
         }
     }
     read_order(observed, &mut windows);
@@ -262,8 +267,10 @@ fn check_real_time(
 
 /// Rank reads by completion and count each one's real-time predecessors.
 fn read_order(observed: &[ObservedReply], windows: &mut [ReadWindow]) {
-    let mut completions: Vec<(u64, usize)> =
-        windows.iter().map(|window| (observed[window.observed].tick_completed, window.observed)).collect();
+    let mut completions: Vec<(u64, usize)> = windows
+        .iter()
+        .map(|window| (observed[window.observed].tick_completed, window.observed))
+        .collect();
     completions.sort_unstable();
     for window in windows.iter_mut() {
         let read = &observed[window.observed];
@@ -307,11 +314,10 @@ fn sweep<S: StateMachine>(
         writes_by_op.entry(op_of(&observed[i])).or_default().push(i);
     }
     for window in &windows {
-        summary.read_window_max = summary.read_window_max.max(window.hi.saturating_sub(window.lo));
-        if window.lo > window.hi {
-            let read = &observed[window.observed];
-            return Err(read_error(read, window, "the window is empty".to_string()));
-        }
+        // A write completed before the read began was committed before it
+        // completed (checked), so before the read completed.
+        assert!(window.lo <= window.hi, "write commit ticks were checked");
+        summary.read_window_max = summary.read_window_max.max(window.hi - window.lo);
     }
     let mut reads = ReadSweep::new(observed, windows);
     for p in 0..=committed.len() as u64 {
@@ -330,7 +336,11 @@ fn sweep<S: StateMachine>(
 
 /// Apply one log entry; protocol ops (register, no-op) leave the state alone.
 /// Read-only operations in the log (reads through the log) get `query`.
-fn apply<S: StateMachine>(state: &mut S, entry: &CommittedOp, summary: &mut CheckSummary) -> Vec<u8> {
+fn apply<S: StateMachine>(
+    state: &mut S,
+    entry: &CommittedOp,
+    summary: &mut CheckSummary,
+) -> Vec<u8> {
     let mut reply = Vec::new();
     if !is_state_machine_op(entry.operation) {
         return reply;
@@ -456,7 +466,7 @@ impl<'a> ReadSweep<'a> {
             p,
             hex(&query(state, observed))
         );
-        let _ = write!(detail, "{}", self.predecessor_note(&read.window));
+        detail.push_str(&self.predecessor_note(&read.window));
         Err(read_error(observed, &read.window, detail))
     }
 
@@ -584,7 +594,14 @@ mod tests {
         (committed, vec![10, 20, 30, 40, 50])
     }
 
-    fn set(client: u128, request: u32, value: &[u8], ticks: (u64, u64), op: u64, reply: &[u8]) -> ObservedReply {
+    fn set(
+        client: u128,
+        request: u32,
+        value: &[u8],
+        ticks: (u64, u64),
+        op: u64,
+        reply: &[u8],
+    ) -> ObservedReply {
         ObservedReply {
             client,
             request,
@@ -625,7 +642,11 @@ mod tests {
         ]
     }
 
-    fn check(committed: &[CommittedOp], ticks: &[u64], observed: &[ObservedReply]) -> Result<CheckSummary, String> {
+    fn check(
+        committed: &[CommittedOp],
+        ticks: &[u64],
+        observed: &[ObservedReply],
+    ) -> Result<CheckSummary, String> {
         check_history(Register::default(), committed, ticks, observed)
     }
 
@@ -657,7 +678,10 @@ mod tests {
         let (mut committed, mut ticks) = log();
         committed.push(logged(6, 2, 1, SET, b"b")); // client 2 request 1 again
         ticks.push(60);
-        assert_fails(check(&committed, &ticks, &observed_good()), "exactly-once violated: client 2 request 1");
+        assert_fails(
+            check(&committed, &ticks, &observed_good()),
+            "exactly-once violated: client 2 request 1",
+        );
     }
 
     #[test]
@@ -665,7 +689,10 @@ mod tests {
         let (committed, ticks) = log();
         let mut observed = observed_good();
         observed[1].reply = b"z".to_vec();
-        assert_fails(check(&committed, &ticks, &observed), "client 2 request 1 operation 16 at op 4: reply differs");
+        assert_fails(
+            check(&committed, &ticks, &observed),
+            "client 2 request 1 operation 16 at op 4: reply differs",
+        );
     }
 
     #[test]
@@ -673,10 +700,16 @@ mod tests {
         let (committed, ticks) = log();
         let mut observed = observed_good();
         observed.push(set(9, 1, b"x", (10, 20), 2, b""));
-        assert_fails(check(&committed, &ticks, &observed), "client 9 request 1 operation 16: reply observed but not in");
+        assert_fails(
+            check(&committed, &ticks, &observed),
+            "client 9 request 1 operation 16: reply observed but not in",
+        );
         let mut observed = observed_good();
         observed[0].op = Some(4);
-        assert_fails(check(&committed, &ticks, &observed), "reply names op Some(4), but the log holds it at op 3");
+        assert_fails(
+            check(&committed, &ticks, &observed),
+            "reply names op Some(4), but the log holds it at op 3",
+        );
         let mut observed = observed_good();
         observed[0].body = b"q".to_vec();
         assert_fails(check(&committed, &ticks, &observed), "is another request");
@@ -687,7 +720,10 @@ mod tests {
         let (committed, ticks) = log();
         let mut observed = observed_good();
         observed[1].tick_invoked = 41; // op 4 first committed at tick 40
-        assert_fails(check(&committed, &ticks, &observed), "before the request was invoked at tick 41");
+        assert_fails(
+            check(&committed, &ticks, &observed),
+            "before the request was invoked at tick 41",
+        );
     }
 
     #[test]

@@ -54,7 +54,8 @@ impl ClientTable {
         assert!(client != 0);
         let mut evicted = None;
         if !self.sessions.contains_key(&client) && self.sessions.len() == self.clients_max {
-            let oldest = self.sessions.iter().min_by_key(|(id, s)| (s.op_last, **id)).map(|(id, _)| *id);
+            let oldest =
+                self.sessions.iter().min_by_key(|(id, s)| (s.op_last, **id)).map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 self.sessions.remove(&oldest);
                 evicted = Some(oldest);
@@ -131,7 +132,12 @@ impl ClientTable {
             let reply_bytes = cursor.slice(size)?;
             let reply = Message::parse(reply_bytes, message_size_max)
                 .map_err(|_| "client table: corrupt reply")?;
-            if client == 0 || table.sessions.insert(client, Session { session, request, op_last, reply }).is_some() {
+            if client == 0
+                || table
+                    .sessions
+                    .insert(client, Session { session, request, op_last, reply })
+                    .is_some()
+            {
                 return Err("client table: duplicate or zero client");
             }
         }

@@ -5,10 +5,10 @@
 //! the OS or spawns anything: events come in as method calls, effects go out
 //! through an outbox that a driver (`sim/` or `shard/`) executes.
 
-pub mod message;
-pub mod state_machine;
-pub mod storage;
 pub mod client_table;
 pub mod config;
+pub mod message;
 pub mod replica;
+pub mod state_machine;
+pub mod storage;
 pub mod superblock;

@@ -37,7 +37,8 @@ pub enum Zone {
 }
 
 impl Zone {
-    pub const ALL: [Zone; 4] = [Zone::Superblock, Zone::WalHeaders, Zone::WalPrepares, Zone::Checkpoint];
+    pub const ALL: [Zone; 4] =
+        [Zone::Superblock, Zone::WalHeaders, Zone::WalPrepares, Zone::Checkpoint];
 }
 
 /// Sizes of the zones, derived from the replica's configuration.

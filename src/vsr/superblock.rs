@@ -95,8 +95,13 @@ impl SuperblockState {
         if b[24..32] != MAGIC {
             return Err("not a toasty superblock (magic)");
         }
-        if u16::from_le_bytes(field(b, 32)) != FORMAT_VERSION || b[34] != CHECKSUM_ALGORITHM_XXH3_128 {
+        if u16::from_le_bytes(field(b, 32)) != FORMAT_VERSION
+            || b[34] != CHECKSUM_ALGORITHM_XXH3_128
+        {
             return Err("unsupported superblock format version");
+        }
+        if b[17..24] != [0u8; 7] {
+            return Err("padding after the copy index not zero");
         }
         if b[16] != copy_expected {
             return Err("copy index mismatch (misdirected write or read)");
@@ -232,7 +237,10 @@ mod tests {
     #[test]
     fn misdirected_copy_is_rejected() {
         let s = state(1);
-        assert_eq!(SuperblockState::decode(&s.encode(1), 0), Err("copy index mismatch (misdirected write or read)"));
+        assert_eq!(
+            SuperblockState::decode(&s.encode(1), 0),
+            Err("copy index mismatch (misdirected write or read)")
+        );
     }
 
     #[test]

@@ -177,7 +177,12 @@ impl Journal {
         let mut data = Vec::with_capacity(padded);
         data.extend_from_slice(message.bytes());
         data.resize(padded, 0);
-        out.push(Write { id, zone: Zone::WalPrepares, offset: slot * self.message_size_max, data: data.into() });
+        out.push(Write {
+            id,
+            zone: Zone::WalPrepares,
+            offset: slot * self.message_size_max,
+            data: data.into(),
+        });
     }
 
     fn sector_write(&mut self, sector: u64, out: &mut Vec<Write>) {
@@ -196,7 +201,12 @@ impl Journal {
             covers.push((slot, header.checksum.get()));
         }
         let id = self.write_id(WriteKind::HeaderSector { sector, covers });
-        out.push(Write { id, zone: Zone::WalHeaders, offset: sector * SECTOR_SIZE as u64, data: Rc::from(data) });
+        out.push(Write {
+            id,
+            zone: Zone::WalHeaders,
+            offset: sector * SECTOR_SIZE as u64,
+            data: Rc::from(data),
+        });
     }
 
     /// A prepare write is durable: record it and write its redundant header.
@@ -219,7 +229,12 @@ impl Journal {
 
     /// A header sector is durable: slots whose prepare and header are both
     /// on disk become durable. Returns the ops that just became durable.
-    pub fn sector_done(&mut self, sector: u64, covers: &[(u64, u128)], out: &mut Vec<Write>) -> Vec<u64> {
+    pub fn sector_done(
+        &mut self,
+        sector: u64,
+        covers: &[(u64, u128)],
+        out: &mut Vec<Write>,
+    ) -> Vec<u64> {
         let index = sector as usize;
         assert!(self.sector_writing[index]);
         self.sector_writing[index] = false;
@@ -254,7 +269,17 @@ impl Journal {
         self.sector_write(slot / HEADERS_PER_SECTOR, out);
     }
 
-    pub fn writing_any(&self) -> bool {
-        !self.writes.is_empty()
+    pub fn debug_slot(&self, op: u64) -> String {
+        let slot = self.slot_of(op) as usize;
+        let sector = slot / HEADERS_PER_SECTOR as usize;
+        let checksum = self.slots[slot].message.as_ref().map(|m| m.checksum());
+        format!(
+            "pw{}pd{}ondisk{}sw{}sd{}",
+            self.prepare_writing[slot] as u8,
+            self.prepare_dirty[slot] as u8,
+            (self.prepare_on_disk[slot] == checksum && checksum.is_some()) as u8,
+            self.sector_writing[sector] as u8,
+            self.sector_dirty[sector] as u8
+        )
     }
 }

@@ -51,12 +51,23 @@ pub enum Action {
 #[derive(Clone, Debug)]
 pub enum Event {
     /// The prepare at `op` was committed (applied) by this replica.
-    Committed { prepare: Message },
+    Committed {
+        prepare: Message,
+    },
     /// A checkpoint at `op` became durable; `blob` is its exact bytes.
-    Checkpointed { op: u64, checksum: u128, blob: std::rc::Rc<[u8]> },
+    Checkpointed {
+        op: u64,
+        checksum: u128,
+        blob: std::rc::Rc<[u8]>,
+    },
     /// This replica installed a checkpoint from a peer (state sync).
-    Synced { op: u64 },
-    ViewInstalled { view: u32, primary: bool },
+    Synced {
+        op: u64,
+    },
+    ViewInstalled {
+        view: u32,
+        primary: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +189,36 @@ impl<S: StateMachine> Replica<S> {
         self.journal.message(op)
     }
 
+    /// One line about the log above the commit point, for violation reports.
+    pub fn debug_state(&self) -> String {
+        let mut out = format!("durable_contiguous {} pipeline [", self.op_durable_contiguous());
+        for entry in &self.pipeline {
+            out.push_str(&format!("{}:{:?} ", entry.op, entry.ok_from));
+        }
+        out.push_str("] slots [");
+        for op in self.commit_min + 1..=self.op {
+            match self.journal.entry(op) {
+                Some(s) => out.push_str(&format!(
+                    "{op}:m{}d{}v{}f{}{} ",
+                    s.message.is_some() as u8,
+                    s.durable as u8,
+                    s.verified as u8,
+                    s.faulty as u8,
+                    self.journal.debug_slot(op)
+                )),
+                None => out.push_str(&format!("{op}:none ")),
+            }
+        }
+        out.push_str(&format!(
+            "] sb.log_view {} reads {} queue {} writes {}",
+            self.superblock.log_view,
+            self.reads.len(),
+            self.request_queue.len(),
+            self.journal.writes.len()
+        ));
+        out
+    }
+
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
     }
@@ -233,7 +274,10 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn send_to_others(&mut self, message: &Message) {
         for replica in 0..self.config.replica_count {
             if replica != self.config.replica {
-                self.actions.push(Action::Send { target: Target::Replica(replica), message: message.clone() });
+                self.actions.push(Action::Send {
+                    target: Target::Replica(replica),
+                    message: message.clone(),
+                });
             }
         }
     }
@@ -305,7 +349,9 @@ impl<S: StateMachine> Replica<S> {
         };
         let mut writes = Vec::new();
         match kind {
-            WriteKind::Prepare { slot, checksum } => self.journal.prepare_done(slot, checksum, &mut writes),
+            WriteKind::Prepare { slot, checksum } => {
+                self.journal.prepare_done(slot, checksum, &mut writes)
+            }
             WriteKind::HeaderSector { sector, covers } => {
                 let durable = self.journal.sector_done(sector, &covers, &mut writes);
                 self.write(std::mem::take(&mut writes));
@@ -348,12 +394,14 @@ impl<S: StateMachine> Replica<S> {
             // deposed primary can never answer.
             return self.drop_message("request not at a normal primary");
         }
-        let Some(read_only) = S::operation_read_only(header.operation).or(
-            (header.operation == OPERATION_REGISTER).then_some(false),
-        ) else {
+        let Some(read_only) = S::operation_read_only(header.operation)
+            .or((header.operation == OPERATION_REGISTER).then_some(false))
+        else {
             return self.drop_message("request: unknown operation");
         };
-        if header.operation >= OPERATION_STATE_MACHINE_MIN && !S::request_valid(header.operation, request.body()) {
+        if header.operation >= OPERATION_STATE_MACHINE_MIN
+            && !S::request_valid(header.operation, request.body())
+        {
             return self.drop_message("request: invalid body");
         }
         if read_only {
@@ -401,13 +449,16 @@ impl<S: StateMachine> Replica<S> {
         self.prepare_from_queue();
     }
 
+    /// Whether `client` has a request queued or anywhere in the log above
+    /// the commit point (not only in the pipeline: after a view change ops
+    /// below commit_max may not be executed yet, so the client table does
+    /// not know them).
     fn request_in_flight(&self, client: u128) -> bool {
         if self.request_queue.iter().any(|r| r.header().client.get() == client) {
             return true;
         }
-        self.pipeline.iter().any(|entry| {
-            self.journal.message(entry.op).is_some_and(|m| m.header().client.get() == client)
-        })
+        (self.commit_min + 1..=self.op)
+            .any(|op| self.journal.header(op).is_none_or(|h| h.client.get() == client))
     }
 
     fn send_eviction(&mut self, client: u128) {
@@ -424,7 +475,9 @@ impl<S: StateMachine> Replica<S> {
 
     fn prepare_from_queue(&mut self) {
         while self.status == Status::Normal && self.is_primary() && !self.request_queue.is_empty() {
-            if self.pipeline.len() as u64 >= self.config.pipeline_max || self.op + 1 > self.op_prepare_max() {
+            if self.pipeline.len() as u64 >= self.config.pipeline_max
+                || self.op + 1 > self.op_prepare_max()
+            {
                 return;
             }
             if let Some(request) = self.request_queue.pop_front() {
@@ -469,7 +522,11 @@ impl<S: StateMachine> Replica<S> {
             slot.verified = true;
         }
         self.write(writes);
-        self.pipeline.push_back(PipelineEntry { op: self.op, checksum: message.checksum(), ok_from: BTreeSet::new() });
+        self.pipeline.push_back(PipelineEntry {
+            op: self.op,
+            checksum: message.checksum(),
+            ok_from: BTreeSet::new(),
+        });
         self.send_to_others(&message);
         if self.bug(Bug::CommitWithoutQuorum) {
             self.pipeline_ok(self.op, message.checksum(), self.config.replica);
@@ -511,16 +568,22 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn commit_pipeline(&mut self) {
-        let quorum = if self.bug(Bug::CommitWithoutQuorum) { 1 } else { self.config.quorum_replication() };
+        let quorum =
+            if self.bug(Bug::CommitWithoutQuorum) { 1 } else { self.config.quorum_replication() };
         while let Some(entry) = self.pipeline.front() {
+            if entry.op <= self.commit_min {
+                self.pipeline.pop_front();
+                continue;
+            }
             if entry.ok_from.len() < quorum {
                 break;
             }
+            // Quorum: the op is committed (knowledge); executing it may have
+            // to wait for a checkpoint or for an older op being repaired.
             let op = entry.op;
-            assert!(op == self.commit_max + 1 || op <= self.commit_max);
             self.commit_max = self.commit_max.max(op);
-            if !self.commit_journal() {
-                self.commit_max = op - 1;
+            self.commit_journal();
+            if self.commit_min < op {
                 break;
             }
             self.pipeline.pop_front();
@@ -610,12 +673,15 @@ impl<S: StateMachine> Replica<S> {
             let below = op - 1;
             match self.journal.header(below).map(|h| h.checksum.get()) {
                 Some(checksum) if checksum == parent => {
-                    let slot = self.slot_mut(below).map(|s| std::mem::replace(&mut s.verified, true));
+                    let slot =
+                        self.slot_mut(below).map(|s| std::mem::replace(&mut s.verified, true));
                     if slot == Some(true) {
                         break;
                     }
                 }
-                Some(_) => self.journal.remove(below, self.config.cluster, self.config.group, &mut writes),
+                Some(_) => {
+                    self.journal.remove(below, self.config.cluster, self.config.group, &mut writes)
+                }
                 None => break,
             }
             op = below;
@@ -650,7 +716,8 @@ impl<S: StateMachine> Replica<S> {
         let mut op = self.commit_min;
         while op < self.op {
             let Some(slot) = self.journal.entry(op + 1) else { break };
-            let durable = slot.durable || self.bug(Bug::PrepareOkBeforeDurable) && slot.message.is_some();
+            let durable =
+                slot.durable || self.bug(Bug::PrepareOkBeforeDurable) && slot.message.is_some();
             if !durable || !slot.verified {
                 break;
             }
@@ -665,7 +732,12 @@ impl<S: StateMachine> Replica<S> {
         }
         if self.is_primary() {
             let op_durable = self.op_durable_contiguous();
-            let ops: Vec<(u64, u128)> = self.pipeline.iter().filter(|e| e.op <= op_durable).map(|e| (e.op, e.checksum)).collect();
+            let ops: Vec<(u64, u128)> = self
+                .pipeline
+                .iter()
+                .filter(|e| e.op <= op_durable)
+                .map(|e| (e.op, e.checksum))
+                .collect();
             for (op, checksum) in ops {
                 self.pipeline_ok(op, checksum, self.config.replica);
             }
@@ -683,7 +755,9 @@ impl<S: StateMachine> Replica<S> {
             return; // log_view must be durable before a PrepareOk reveals it.
         }
         let op_durable = self.op_durable_contiguous();
-        let from = self.ok_sent_op.max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
+        let from = self
+            .ok_sent_op
+            .max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
         for op in from + 1..=op_durable {
             let Some(prepare) = self.journal.header(op).copied() else { break };
             if prepare.view.get() > self.view {
@@ -734,7 +808,13 @@ impl<S: StateMachine> Replica<S> {
         match header.operation {
             OPERATION_REGISTER => {}
             operation if operation >= OPERATION_STATE_MACHINE_MIN => {
-                self.state_machine.commit(header.op.get(), header.timestamp.get(), operation, prepare.body(), &mut reply_body);
+                self.state_machine.commit(
+                    header.op.get(),
+                    header.timestamp.get(),
+                    operation,
+                    prepare.body(),
+                    &mut reply_body,
+                );
             }
             _ => {}
         }
@@ -744,7 +824,9 @@ impl<S: StateMachine> Replica<S> {
         }
         let reply = self.reply_build(&header, &reply_body);
         if header.operation == OPERATION_REGISTER {
-            if let Some(evicted) = self.client_table.register(client, header.op.get(), reply.clone()) {
+            if let Some(evicted) =
+                self.client_table.register(client, header.op.get(), reply.clone())
+            {
                 if self.is_primary() {
                     self.send_eviction(evicted);
                 }
@@ -815,7 +897,10 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn on_ping(&mut self, header: &Header) {
-        if self.status != Status::Normal || header.view.get() != self.view || header.replica != self.primary_index() {
+        if self.status != Status::Normal
+            || header.view.get() != self.view
+            || header.replica != self.primary_index()
+        {
             return;
         }
         if self.superblock.log_view != self.log_view {
@@ -844,7 +929,8 @@ impl<S: StateMachine> Replica<S> {
 
     fn serve_reads(&mut self) {
         while let Some(read) = self.reads.front() {
-            let ready = read.round <= self.read_round_confirmed && read.op_needed <= self.commit_min;
+            let ready =
+                read.round <= self.read_round_confirmed && read.op_needed <= self.commit_min;
             if !ready || self.status != Status::Normal || !self.is_primary() {
                 return;
             }
@@ -890,7 +976,9 @@ impl<S: StateMachine> Replica<S> {
             self.pipeline.push_back(PipelineEntry { op, checksum, ok_from: BTreeSet::new() });
         }
         self.ok_sent_op = self.commit_min;
-        self.timestamp_last = self.timestamp_last.max(self.journal.header(self.op).map(|h| h.timestamp.get()).unwrap_or(0));
+        self.timestamp_last = self
+            .timestamp_last
+            .max(self.journal.header(self.op).map(|h| h.timestamp.get()).unwrap_or(0));
         self.on_durable();
     }
 
@@ -924,7 +1012,11 @@ impl<S: StateMachine> Replica<S> {
         }
         if self.log_view > self.superblock.log_view || self.view_change.head_changed {
             next.log_view_head_op = self.op;
-            next.log_view_head_checksum = self.journal.header(self.op).map(|h| h.checksum.get()).unwrap_or(self.view_change.head_checksum);
+            next.log_view_head_checksum = self
+                .journal
+                .header(self.op)
+                .map(|h| h.checksum.get())
+                .unwrap_or(self.view_change.head_checksum);
             self.view_change.head_changed = false;
         }
         self.superblock_write(next);
@@ -936,12 +1028,19 @@ impl<S: StateMachine> Replica<S> {
         assert!(next.view >= self.superblock.view);
         assert!(next.log_view >= self.superblock.log_view);
         let id = self.journal.write_id(WriteKind::Superblock { sequence: next.sequence });
-        let mut data = Vec::with_capacity(crate::vsr::storage::SUPERBLOCK_COPIES * crate::vsr::storage::SUPERBLOCK_COPY_SIZE);
+        let mut data = Vec::with_capacity(
+            crate::vsr::storage::SUPERBLOCK_COPIES * crate::vsr::storage::SUPERBLOCK_COPY_SIZE,
+        );
         for copy in 0..crate::vsr::storage::SUPERBLOCK_COPIES {
             data.extend_from_slice(&next.encode(copy as u8));
         }
         self.superblock_writing = Some(next);
-        self.write(vec![Write { id, zone: crate::vsr::storage::Zone::Superblock, offset: 0, data: data.into() }]);
+        self.write(vec![Write {
+            id,
+            zone: crate::vsr::storage::Zone::Superblock,
+            offset: 0,
+            data: data.into(),
+        }]);
     }
 
     fn superblock_done(&mut self, sequence: u64) {
@@ -966,6 +1065,9 @@ impl<S: StateMachine> Replica<S> {
     /// not durable yet), so every replica snapshots exactly the same ops.
     fn checkpoint_before_commit(&mut self, op: u64) -> bool {
         let at = op - 1;
+        if self.sync.installing.is_some() {
+            return false; // One checkpoint change at a time.
+        }
         if at == 0 || at % self.config.checkpoint_interval != 0 || at <= self.checkpoint_op {
             return true;
         }
@@ -985,7 +1087,10 @@ impl<S: StateMachine> Replica<S> {
             panic!("checkpoint at {op} without its prepare header");
         };
         let blob = self.checkpoint_encode(&header);
-        assert!(blob.len() as u64 <= self.config.checkpoint_size_max, "checkpoint exceeds checkpoint_size_max");
+        assert!(
+            blob.len() as u64 <= self.config.checkpoint_size_max,
+            "checkpoint exceeds checkpoint_size_max"
+        );
         let area = 1 - self.superblock.checkpoint_area;
         let checksum = crate::vsr::message::checksum(&blob);
         let id = self.journal.write_id(WriteKind::Checkpoint { op });
@@ -993,8 +1098,14 @@ impl<S: StateMachine> Replica<S> {
         let mut data = blob.to_vec();
         data.resize(data.len().div_ceil(sector).max(1) * sector, 0);
         let offset = area as u64 * self.config.checkpoint_size_max;
-        self.checkpoint_pending = Some(CheckpointPending { op, checksum, blob, area, header, blob_durable: false });
-        self.write(vec![Write { id, zone: crate::vsr::storage::Zone::Checkpoint, offset, data: data.into() }]);
+        self.checkpoint_pending =
+            Some(CheckpointPending { op, checksum, blob, area, header, blob_durable: false });
+        self.write(vec![Write {
+            id,
+            zone: crate::vsr::storage::Zone::Checkpoint,
+            offset,
+            data: data.into(),
+        }]);
     }
 
     /// The checkpoint's bytes: the state machine, the client table and the
@@ -1012,22 +1123,33 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Decode a checkpoint into (header, state machine bytes, client table).
-    pub(crate) fn checkpoint_decode(&self, blob: &[u8]) -> Result<(Header, std::ops::Range<usize>, ClientTable), &'static str> {
+    pub(crate) fn checkpoint_decode(
+        &self,
+        blob: &[u8],
+    ) -> Result<(Header, std::ops::Range<usize>, ClientTable), &'static str> {
         let magic_end = CHECKPOINT_MAGIC.len();
         if blob.get(..magic_end) != Some(&CHECKPOINT_MAGIC[..]) {
             return Err("checkpoint: bad magic");
         }
         let header_end = magic_end + crate::vsr::message::HEADER_SIZE;
         let header_bytes = blob.get(magic_end..header_end).ok_or("checkpoint: truncated header")?;
-        let header = <Header as zerocopy::FromBytes>::read_from_bytes(header_bytes).map_err(|_| "checkpoint: header")?;
-        let length_bytes: [u8; 8] = blob.get(header_end..header_end + 8).and_then(|b| b.try_into().ok()).ok_or("checkpoint: truncated")?;
+        let header = <Header as zerocopy::FromBytes>::read_from_bytes(header_bytes)
+            .map_err(|_| "checkpoint: header")?;
+        let length_bytes: [u8; 8] = blob
+            .get(header_end..header_end + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("checkpoint: truncated")?;
         let state_len = u64::from_le_bytes(length_bytes) as usize;
         let state_start = header_end + 8;
         let state_end = state_start.checked_add(state_len).ok_or("checkpoint: overflow")?;
         if state_end > blob.len() {
             return Err("checkpoint: truncated state");
         }
-        let (table, used) = ClientTable::decode(&blob[state_end..], self.config.clients_max, self.config.message_size_max as usize)?;
+        let (table, used) = ClientTable::decode(
+            &blob[state_end..],
+            self.config.clients_max,
+            self.config.message_size_max as usize,
+        )?;
         if state_end + used != blob.len() {
             return Err("checkpoint: trailing bytes");
         }
@@ -1035,25 +1157,34 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn checkpoint_blob_done(&mut self, op: u64) {
+        if self.sync.installing.as_ref().is_some_and(|s| s.op == op) {
+            return self.sync_blob_durable(op);
+        }
         match self.checkpoint_pending.as_mut() {
-            Some(pending) if pending.op == op && self.sync.installing.as_ref().is_none_or(|s| s.op != op) => {
+            Some(pending) if pending.op == op => {
                 pending.blob_durable = true;
                 self.superblock_update();
             }
-            _ => self.sync_blob_durable(op),
+            _ => panic!("checkpoint write for op {op} that nobody waits for"),
         }
     }
 
     fn checkpoint_durable(&mut self) {
-        let Some(pending) = self.checkpoint_pending.take() else {
-            // A state sync installed this checkpoint.
+        if self.sync.installing.as_ref().is_some_and(|s| s.op == self.superblock.checkpoint_op) {
             return self.sync_durable();
+        }
+        let Some(pending) = self.checkpoint_pending.take() else {
+            panic!("superblock checkpoint advanced with no checkpoint pending");
         };
         assert!(pending.op == self.superblock.checkpoint_op);
         self.checkpoint_op = pending.op;
         self.checkpoint_id = pending.checksum;
         self.sync.blob_current = Some(pending.blob.clone());
-        self.events.push(Event::Checkpointed { op: pending.op, checksum: pending.checksum, blob: pending.blob });
+        self.events.push(Event::Checkpointed {
+            op: pending.op,
+            checksum: pending.checksum,
+            blob: pending.blob,
+        });
         self.commit_journal();
         self.prepare_from_queue();
     }

@@ -13,7 +13,7 @@ use super::journal::{header_reserved, Journal, Slot};
 use super::{view_change, Replica, Status};
 use crate::vsr::client_table::ClientTable;
 use crate::vsr::config::Config;
-use crate::vsr::message::{header_parse, Command, Header, Message, OPERATION_ROOT, HEADER_SIZE};
+use crate::vsr::message::{header_parse, Command, Header, Message, HEADER_SIZE, OPERATION_ROOT};
 use crate::vsr::state_machine::StateMachine;
 use crate::vsr::storage::{ReadStorage, Zone, SUPERBLOCK_COPIES, SUPERBLOCK_COPY_SIZE};
 use crate::vsr::superblock::{self, SuperblockState};
@@ -57,9 +57,14 @@ pub fn format<S: StateMachine>(config: &Config, state_machine: &S) -> Vec<(Zone,
     // The WAL: reserved headers everywhere, the root in slot 0.
     let mut headers = Vec::new();
     for slot in 0..config.wal_slot_count {
-        let header = if slot == 0 { *root.header() } else { header_reserved(config.cluster, config.group, slot) };
+        let header = if slot == 0 {
+            *root.header()
+        } else {
+            header_reserved(config.cluster, config.group, slot)
+        };
         headers.extend_from_slice(header.as_bytes());
-        let mut prepare = if slot == 0 { root.bytes().to_vec() } else { header.as_bytes().to_vec() };
+        let mut prepare =
+            if slot == 0 { root.bytes().to_vec() } else { header.as_bytes().to_vec() };
         prepare.resize(crate::vsr::storage::SECTOR_SIZE, 0);
         writes.push((Zone::WalPrepares, slot * config.message_size_max, prepare));
     }
@@ -75,7 +80,10 @@ pub fn format<S: StateMachine>(config: &Config, state_machine: &S) -> Vec<(Zone,
     ClientTable::new(config.clients_max).encode(&mut blob);
     let checksum = crate::vsr::message::checksum(&blob);
     let size = blob.len() as u64;
-    blob.resize(blob.len().div_ceil(crate::vsr::storage::SECTOR_SIZE) * crate::vsr::storage::SECTOR_SIZE, 0);
+    blob.resize(
+        blob.len().div_ceil(crate::vsr::storage::SECTOR_SIZE) * crate::vsr::storage::SECTOR_SIZE,
+        0,
+    );
     writes.push((Zone::Checkpoint, 0, blob));
     let state = SuperblockState {
         sequence: 1,
@@ -119,7 +127,9 @@ enum SlotFound {
 fn slot_decide(config: &Config, slot: u64, header_bytes: &[u8], prepare_bytes: &[u8]) -> SlotFound {
     let max = config.message_size_max as usize;
     let ours = |h: &Header| {
-        h.cluster.get() == config.cluster && h.group.get() == config.group && h.op.get() % config.wal_slot_count == slot
+        h.cluster.get() == config.cluster
+            && h.group.get() == config.group
+            && h.op.get() % config.wal_slot_count == slot
     };
     let header = header_parse(header_bytes, max).ok().filter(&ours);
     let prepare = header_parse(prepare_bytes, max).ok().filter(&ours).and_then(|h| {
@@ -130,7 +140,9 @@ fn slot_decide(config: &Config, slot: u64, header_bytes: &[u8], prepare_bytes: &
     match (header, prepare) {
         (Some(h), Some(p)) if is_prepare(p.header()) => {
             let newer_header = h.op.get() > p.header().op.get()
-                || (h.op.get() == p.header().op.get() && h.checksum != p.header().checksum && h.view.get() > p.header().view.get());
+                || (h.op.get() == p.header().op.get()
+                    && h.checksum != p.header().checksum
+                    && h.view.get() > p.header().view.get());
             if is_prepare(&h) && newer_header {
                 SlotFound::Faulty(h)
             } else {
@@ -151,7 +163,12 @@ fn slot_decide(config: &Config, slot: u64, header_bytes: &[u8], prepare_bytes: &
 
 impl<S: StateMachine> Replica<S> {
     /// Open a replica from its durable state. Never trusts a byte it read.
-    pub fn open(config: Config, state_machine: S, storage: &mut dyn ReadStorage, seed: u64) -> Result<Replica<S>, OpenError> {
+    pub fn open(
+        config: Config,
+        state_machine: S,
+        storage: &mut dyn ReadStorage,
+        seed: u64,
+    ) -> Result<Replica<S>, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let mut zone = vec![0u8; SUPERBLOCK_COPIES * SUPERBLOCK_COPY_SIZE];
         storage.read(Zone::Superblock, 0, &mut zone);
@@ -172,9 +189,15 @@ impl<S: StateMachine> Replica<S> {
         Ok(replica)
     }
 
-    fn blank(config: Config, state_machine: S, superblock: SuperblockState, seed: u64) -> Replica<S> {
+    fn blank(
+        config: Config,
+        state_machine: S,
+        superblock: SuperblockState,
+        seed: u64,
+    ) -> Replica<S> {
         let slots = config.wal_slot_count;
-        let ring = (0..slots).map(|slot| header_reserved(config.cluster, config.group, slot)).collect();
+        let ring =
+            (0..slots).map(|slot| header_reserved(config.cluster, config.group, slot)).collect();
         let journal = Journal::new(slots, config.message_size_max, ring);
         let clients_max = config.clients_max;
         let mut replica = Replica {
@@ -232,15 +255,19 @@ impl<S: StateMachine> Replica<S> {
             storage.read(Zone::Checkpoint, offset, &mut blob);
             blob.truncate(size);
         }
-        let intact = valid_size && crate::vsr::message::checksum(&blob) == self.superblock.checkpoint_checksum;
+        let intact = valid_size
+            && crate::vsr::message::checksum(&blob) == self.superblock.checkpoint_checksum;
         if intact && self.checkpoint_install_state(&blob).is_ok() {
             self.sync.blob_current = Some(blob.into());
             return;
         }
         // Our checkpoint is gone: we know its op and checksum, so ask peers.
-        self.sync.needed_checkpoint = Some((self.superblock.checkpoint_op, self.superblock.checkpoint_checksum));
-        self.sync.target = Some((self.superblock.checkpoint_op, self.superblock.checkpoint_checksum));
-        self.sync.peer_checkpoint = (self.superblock.checkpoint_op, self.superblock.checkpoint_checksum);
+        self.sync.needed_checkpoint =
+            Some((self.superblock.checkpoint_op, self.superblock.checkpoint_checksum));
+        self.sync.target =
+            Some((self.superblock.checkpoint_op, self.superblock.checkpoint_checksum));
+        self.sync.peer_checkpoint =
+            (self.superblock.checkpoint_op, self.superblock.checkpoint_checksum);
     }
 
     pub(crate) fn checkpoint_install_state(&mut self, blob: &[u8]) -> Result<Header, &'static str> {
@@ -258,7 +285,8 @@ impl<S: StateMachine> Replica<S> {
         let mut prepare = vec![0u8; self.config.message_size_max as usize];
         for slot in 0..slots {
             storage.read(Zone::WalPrepares, slot * self.config.message_size_max, &mut prepare);
-            let header_bytes = &headers[slot as usize * HEADER_SIZE..(slot as usize + 1) * HEADER_SIZE];
+            let header_bytes =
+                &headers[slot as usize * HEADER_SIZE..(slot as usize + 1) * HEADER_SIZE];
             found.push(slot_decide(&self.config, slot, header_bytes, &prepare));
         }
         self.journal_rebuild(found);
@@ -271,23 +299,56 @@ impl<S: StateMachine> Replica<S> {
         for (slot, what) in found.into_iter().enumerate() {
             let slot = slot as u64;
             // The op this slot may hold that matters: in (checkpoint, checkpoint + slots].
-            let candidate = checkpoint_op + 1 + (slot + slots - (checkpoint_op + 1) % slots) % slots;
+            let candidate =
+                checkpoint_op + 1 + (slot + slots - (checkpoint_op + 1) % slots) % slots;
             match what {
                 SlotFound::Prepare(message) => {
                     let header = *message.header();
                     let op = header.op.get();
                     if op > checkpoint_op {
                         let checksum = message.checksum();
-                        self.journal.recovered(slot, Slot { header: Some(header), message: Some(message), durable: true, faulty: false, verified: false }, Some(checksum));
+                        self.journal.recovered(
+                            slot,
+                            Slot {
+                                header: Some(header),
+                                message: Some(message),
+                                durable: true,
+                                faulty: false,
+                                verified: false,
+                            },
+                            Some(checksum),
+                        );
                         self.journal.header_fix(slot, header, &mut writes);
-                    } else if op == checkpoint_op && message.checksum() == self.superblock.checkpoint_header.checksum.get() {
+                    } else if op == checkpoint_op
+                        && message.checksum() == self.superblock.checkpoint_header.checksum.get()
+                    {
                         let checksum = message.checksum();
-                        self.journal.recovered(slot, Slot { header: Some(header), message: Some(message), durable: true, faulty: false, verified: false }, Some(checksum));
+                        self.journal.recovered(
+                            slot,
+                            Slot {
+                                header: Some(header),
+                                message: Some(message),
+                                durable: true,
+                                faulty: false,
+                                verified: false,
+                            },
+                            Some(checksum),
+                        );
                     }
                 }
                 SlotFound::Faulty(header) => {
                     if header.op.get() > checkpoint_op {
-                        self.journal.recovered(slot, Slot { header: Some(header), message: None, durable: false, faulty: true, verified: false }, None);
+                        self.journal.recovered(
+                            slot,
+                            Slot {
+                                header: Some(header),
+                                message: None,
+                                durable: false,
+                                faulty: true,
+                                verified: false,
+                            },
+                            None,
+                        );
                     }
                 }
                 SlotFound::Clean => {}
@@ -307,14 +368,21 @@ impl<S: StateMachine> Replica<S> {
     fn journal_anchor(&mut self) {
         let sb = self.superblock.clone();
         let anchor_op = sb.log_view_head_op.max(sb.checkpoint_op);
-        let anchor_checksum = if sb.log_view_head_op >= sb.checkpoint_op { sb.log_view_head_checksum } else { sb.checkpoint_header.checksum.get() };
+        let anchor_checksum = if sb.log_view_head_op >= sb.checkpoint_op {
+            sb.log_view_head_checksum
+        } else {
+            sb.checkpoint_header.checksum.get()
+        };
         // Ops above the anchor count only if prepared in log_view and chained.
         let mut head = anchor_op;
         let mut head_checksum = anchor_checksum;
         loop {
             let next = head + 1;
             let Some(h) = self.journal.header(next).copied() else { break };
-            if h.parent.get() != head_checksum || h.view.get() != sb.log_view || next > self.checkpoint_op + self.config.wal_slot_count {
+            if h.parent.get() != head_checksum
+                || h.view.get() != sb.log_view
+                || next > self.checkpoint_op + self.config.wal_slot_count
+            {
                 break;
             }
             head = next;
@@ -344,7 +412,8 @@ impl<S: StateMachine> Replica<S> {
         }
         // The checkpoint op itself is committed: its header is known.
         if let Some(slot) = self.slot_mut(sb.checkpoint_op) {
-            slot.verified = slot.header.is_some_and(|h| h.checksum == sb.checkpoint_header.checksum);
+            slot.verified =
+                slot.header.is_some_and(|h| h.checksum == sb.checkpoint_header.checksum);
         }
     }
 
@@ -364,7 +433,11 @@ impl<S: StateMachine> Replica<S> {
         } else {
             // A restarted primary never resumes its view: it may have lost
             // prepares it had already sent (see ARCHITECTURE.md).
-            let view = if self.is_primary() && self.view == self.log_view { self.view + 1 } else { self.view };
+            let view = if self.is_primary() && self.view == self.log_view {
+                self.view + 1
+            } else {
+                self.view
+            };
             self.view_change_start(view);
         }
     }

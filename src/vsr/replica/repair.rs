@@ -95,7 +95,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_request_prepare(&mut self, header: &Header) {
         let op = header.op.get();
         let checksum = header.context.get();
-        if let Some(message) = self.journal.message(op).filter(|m| m.checksum() == checksum).cloned() {
+        if let Some(message) =
+            self.journal.message(op).filter(|m| m.checksum() == checksum).cloned()
+        {
             self.send(Target::Replica(header.replica), message);
         }
     }
@@ -109,7 +111,9 @@ impl<S: StateMachine> Replica<S> {
             return false;
         }
         let expected = self.expected_checksum(op) == Some(checksum);
-        let head_target = self.sync.head_target == Some((op, checksum)) && self.status == Status::Normal && op > self.op;
+        let head_target = self.sync.head_target == Some((op, checksum))
+            && self.status == Status::Normal
+            && op > self.op;
         if head_target {
             self.sync.head_target = None;
             self.journal_insert_verified(message.clone());
@@ -144,8 +148,15 @@ impl<S: StateMachine> Replica<S> {
     /// Remember what peers say about their checkpoints; two replicas with
     /// the same checkpoint op and different ids have diverged: a bug.
     pub(crate) fn checkpoint_seen(&mut self, op: u64, id: u128) {
-        if op == self.checkpoint_op && id != self.checkpoint_id && self.sync.needed_checkpoint.is_none() && op > 0 {
-            panic!("checkpoint divergence at op {op}: ours {:x}, a peer's {id:x}", self.checkpoint_id);
+        if op == self.checkpoint_op
+            && id != self.checkpoint_id
+            && self.sync.needed_checkpoint.is_none()
+            && op > 0
+        {
+            panic!(
+                "checkpoint divergence at op {op}: ours {:x}, a peer's {id:x}",
+                self.checkpoint_id
+            );
         }
         if op > self.sync.peer_checkpoint.0 {
             self.sync.peer_checkpoint = (op, id);
@@ -159,8 +170,11 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn sync_maybe_start(&mut self) {
-        if self.sync.target.is_some() || self.sync.installing.is_some() || self.checkpoint_pending.is_some() {
+        if self.sync.installing.is_some() || self.checkpoint_pending.is_some() {
             return;
+        }
+        if self.status == Status::Normal && self.is_primary() {
+            return; // The primary holds the canonical log: it never syncs.
         }
         if self.commit_min != self.sync.commit_min_seen || self.commit_min >= self.commit_max {
             self.sync.commit_min_seen = self.commit_min;
@@ -197,7 +211,8 @@ impl<S: StateMachine> Replica<S> {
         if offset > blob.len() as u64 {
             return;
         }
-        let piece = (self.config.message_size_max as usize - HEADER_SIZE).min(blob.len() - offset as usize);
+        let piece =
+            (self.config.message_size_max as usize - HEADER_SIZE).min(blob.len() - offset as usize);
         let mut reply = self.header_base(Command::CheckpointChunk);
         reply.op.set(offset);
         reply.commit.set(blob.len() as u64);
@@ -222,7 +237,9 @@ impl<S: StateMachine> Replica<S> {
             self.sync.target = Some((op, id));
             self.sync.buffer.clear();
         }
-        if header.op.get() != self.sync.buffer.len() as u64 || header.commit.get() > self.config.checkpoint_size_max {
+        if header.op.get() != self.sync.buffer.len() as u64
+            || header.commit.get() > self.config.checkpoint_size_max
+        {
             return;
         }
         self.sync.total = header.commit.get();
@@ -239,6 +256,10 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn sync_install(&mut self, op: u64, checksum: u128, blob: Rc<[u8]>) {
+        if self.checkpoint_pending.is_some() || self.sync.installing.is_some() {
+            self.sync.target = None; // Retried once our own checkpoint is durable.
+            return;
+        }
         if op <= self.commit_min && self.sync.needed_checkpoint.is_none() {
             self.sync.target = None;
             return;
@@ -274,7 +295,12 @@ impl<S: StateMachine> Replica<S> {
         let id = self.journal.write_id(WriteKind::Checkpoint { op });
         let mut data = blob.to_vec();
         data.resize(data.len().div_ceil(SECTOR_SIZE).max(1) * SECTOR_SIZE, 0);
-        writes.push(Write { id, zone: Zone::Checkpoint, offset: area as u64 * self.config.checkpoint_size_max, data: data.into() });
+        writes.push(Write {
+            id,
+            zone: Zone::Checkpoint,
+            offset: area as u64 * self.config.checkpoint_size_max,
+            data: data.into(),
+        });
         self.sync.installing = Some(SyncInstall { op, checksum, blob, area, header });
         self.sync.target = None;
         self.write(journal_writes);
@@ -289,7 +315,9 @@ impl<S: StateMachine> Replica<S> {
             let Some(checksum) = self.journal.header(op).map(|h| h.checksum.get()) else { break };
             match self.journal.header(op + 1).map(|h| h.parent.get()) {
                 Some(parent) if parent == checksum => {}
-                Some(_) => self.journal.remove(op + 1, self.config.cluster, self.config.group, &mut writes),
+                Some(_) => {
+                    self.journal.remove(op + 1, self.config.cluster, self.config.group, &mut writes)
+                }
                 None => break,
             }
             op += 1;

@@ -63,11 +63,17 @@ pub struct ViewChangeState {
     pub wait: Option<SuperblockWait>,
     /// The canonical head this primary installed for the current view.
     pub canonical: Option<(u32, u64, u128)>,
+    /// View changes started since the last one that completed.
+    pub attempts: u32,
 }
 
 impl<S: StateMachine> Replica<S> {
     pub(crate) fn view_change_start(&mut self, view: u32) {
-        assert!(view > self.view || (view == self.view && self.status != Status::Normal) || self.tick == 0);
+        assert!(
+            view > self.view
+                || (view == self.view && self.status != Status::Normal)
+                || self.tick == 0
+        );
         if self.status == Status::Normal && self.is_primary() {
             self.primary_abdicate();
         }
@@ -94,7 +100,12 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn tick_view_change(&mut self) {
-        if self.tick >= self.tick_view_change_started + self.config.tick_view_change_timeout {
+        // Back off exponentially while view changes keep failing, so a slow
+        // disk or network cannot keep every attempt from completing.
+        let attempts = self.view_change.attempts.min(4);
+        let timeout = self.config.tick_view_change_timeout << attempts;
+        if self.tick >= self.tick_view_change_started + timeout {
+            self.view_change.attempts += 1;
             // Jitter keeps replicas from timing out in lockstep forever.
             let jitter = self.random() % self.config.tick_heartbeat.max(1);
             self.tick_view_change_started = self.tick + jitter;
@@ -133,7 +144,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn dvc_maybe(&mut self) {
-        if self.view_change.dvc_sent || self.view_change.svc_from.len() < self.config.quorum_view_change() {
+        if self.view_change.dvc_sent
+            || self.view_change.svc_from.len() < self.config.quorum_view_change()
+        {
             return;
         }
         if self.superblock.view < self.view {
@@ -160,7 +173,7 @@ impl<S: StateMachine> Replica<S> {
         let window = self.config.view_change_window;
         let low = self.checkpoint_op.max(self.op.saturating_sub(window)) + 1;
         let high = (self.op + window).min(self.op_prepare_max());
-        let mut body = Vec::with_capacity((high + 1 - low) as usize * ENTRY_SIZE);
+        let mut body = Vec::with_capacity((high + 1).saturating_sub(low) as usize * ENTRY_SIZE);
         for op in low..=high {
             let (kind, header) = match self.dvc_entry(op) {
                 DvcEntry::Have(h) => (1u8, h),
@@ -205,7 +218,9 @@ impl<S: StateMachine> Replica<S> {
         for chunk in body.chunks_exact(ENTRY_SIZE) {
             let op = u64::from_le_bytes(chunk[0..8].try_into().ok()?);
             let entry_header = Header::read_from_bytes(&chunk[16..]).ok()?;
-            let valid = entry_header.valid_checksum() && entry_header.op.get() == op && entry_header.command() == Some(Command::Prepare);
+            let valid = entry_header.valid_checksum()
+                && entry_header.op.get() == op
+                && entry_header.command() == Some(Command::Prepare);
             let entry = match chunk[8] {
                 1 if valid => DvcEntry::Have(entry_header),
                 2 if valid => DvcEntry::Unverified(entry_header),
@@ -249,10 +264,15 @@ impl<S: StateMachine> Replica<S> {
     /// persist log_view and start the view.
     pub(crate) fn view_change_try_complete(&mut self) {
         let vc = &self.view_change;
-        if self.status != Status::ViewChange || !self.is_primary() || vc.wait == Some(SuperblockWait::StartPrimary) {
+        if self.status != Status::ViewChange
+            || !self.is_primary()
+            || vc.wait == Some(SuperblockWait::StartPrimary)
+        {
             return;
         }
-        if vc.dvc_from.len() < self.config.quorum_view_change() || !vc.dvc_from.contains_key(&self.config.replica) {
+        if vc.dvc_from.len() < self.config.quorum_view_change()
+            || !vc.dvc_from.contains_key(&self.config.replica)
+        {
             return;
         }
         if self.sync.needed_checkpoint.is_some() {
@@ -262,7 +282,13 @@ impl<S: StateMachine> Replica<S> {
         let best = vc
             .dvc_from
             .iter()
-            .max_by_key(|(replica, d)| if by_op_only { (0, d.op, **replica) } else { (d.log_view, d.op, **replica) })
+            .max_by_key(|(replica, d)| {
+                if by_op_only {
+                    (0, d.op, **replica)
+                } else {
+                    (d.log_view, d.op, **replica)
+                }
+            })
             .map(|(_, d)| d.clone());
         let Some(best) = best else { return };
         let commit_max = vc.dvc_from.values().map(|d| d.commit_max).max().unwrap_or(0);
@@ -275,12 +301,20 @@ impl<S: StateMachine> Replica<S> {
         }
         self.log_view = self.view;
         self.view_change.head_changed = true;
-        self.view_change.head_checksum = self.journal.header(self.op).map(|h| h.checksum.get()).unwrap_or(0);
+        self.view_change.head_checksum =
+            self.journal.header(self.op).map(|h| h.checksum.get()).unwrap_or(0);
         self.view_change.wait = Some(SuperblockWait::StartPrimary);
         self.superblock_update();
     }
 
     fn canonical_install(&mut self, best: &Dvc) {
+        // Verification is relative to the head of the view being installed:
+        // what was on our old chain proves nothing now.
+        for op in self.commit_min + 1..=self.op.max(best.op) {
+            if let Some(slot) = self.slot_mut(op) {
+                slot.verified = false;
+            }
+        }
         let mut writes = Vec::new();
         for op in best.op + 1..=self.op {
             self.journal.remove(op, self.config.cluster, self.config.group, &mut writes);
@@ -301,11 +335,13 @@ impl<S: StateMachine> Replica<S> {
         self.op = best.op.max(self.commit_min);
         self.view_change.head_checksum = best.head_checksum;
         if best.op <= self.commit_min {
-            self.view_change.head_checksum = self.journal.header(self.op).map(|h| h.checksum.get()).unwrap_or(0);
+            self.view_change.head_checksum =
+                self.journal.header(self.op).map(|h| h.checksum.get()).unwrap_or(0);
         }
         let commit_min = self.commit_min;
         if let Some(slot) = self.slot_mut(self.op) {
-            slot.verified = slot.header.is_some_and(|h| h.checksum.get() == best.head_checksum) || best.op <= commit_min;
+            slot.verified = slot.header.is_some_and(|h| h.checksum.get() == best.head_checksum)
+                || best.op <= commit_min;
         }
         self.chain_verify_down(self.op);
         self.view_change.canonical = Some((self.view, self.op, self.view_change.head_checksum));
@@ -344,7 +380,9 @@ impl<S: StateMachine> Replica<S> {
         for dvc in self.view_change.dvc_from.values() {
             let nack = match dvc.entries.get(&op) {
                 Some(DvcEntry::Hole) => true,
-                Some(DvcEntry::Have(h)) | Some(DvcEntry::Unverified(h)) => expected.is_some_and(|c| h.checksum.get() != c),
+                Some(DvcEntry::Have(h)) | Some(DvcEntry::Unverified(h)) => {
+                    expected.is_some_and(|c| h.checksum.get() != c)
+                }
                 Some(DvcEntry::Faulty) | None => false,
             };
             nacks += nack as usize;
@@ -355,11 +393,11 @@ impl<S: StateMachine> Replica<S> {
     /// The checksum the canonical log has at `op`, if known.
     pub(crate) fn expected_checksum(&self, op: u64) -> Option<u128> {
         if let Some(header) = self.journal.header(op) {
-            if self.journal.entry(op).is_some_and(|s| s.verified) || op == self.op {
+            if self.journal.entry(op).is_some_and(|s| s.verified) {
                 return Some(header.checksum.get());
             }
         }
-        if op == self.op {
+        if op == self.op && self.view_change.head_checksum != 0 {
             return Some(self.view_change.head_checksum);
         }
         let above = self.journal.entry(op + 1)?;
@@ -389,6 +427,7 @@ impl<S: StateMachine> Replica<S> {
     fn primary_start(&mut self) {
         assert!(self.status == Status::ViewChange && self.is_primary());
         self.status = Status::Normal;
+        self.view_change.attempts = 0;
         self.events.push(super::Event::ViewInstalled { view: self.view, primary: true });
         let message = self.start_view_message(0);
         self.send_to_others(&message);
@@ -422,7 +461,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn request_start_view(&mut self, view: u32, primary: u8) {
-        if self.tick < self.view_change.tick_start_view_requested + self.config.tick_repair && self.tick > 0 {
+        if self.tick < self.view_change.tick_start_view_requested + self.config.tick_repair
+            && self.tick > 0
+        {
             return;
         }
         if primary >= self.config.replica_count || self.config.primary_index(view) != primary {
@@ -439,11 +480,15 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_start_view(&mut self, message: Message) {
         let header = *message.header();
         let view = header.view.get();
-        if header.replica != self.config.primary_index(view) || header.replica == self.config.replica {
+        if header.replica != self.config.primary_index(view)
+            || header.replica == self.config.replica
+        {
             return;
         }
         let accept = match self.status {
-            Status::RecoveringHead => view > self.view || (view == self.view && header.context.get() == self.boot_nonce),
+            Status::RecoveringHead => {
+                view > self.view || (view == self.view && header.context.get() == self.boot_nonce)
+            }
             Status::ViewChange => view >= self.view,
             Status::Normal => view > self.view,
         };
@@ -453,7 +498,10 @@ impl<S: StateMachine> Replica<S> {
         let mut headers = Vec::new();
         for chunk in message.body().chunks(HEADER_SIZE) {
             let Ok(h) = Header::read_from_bytes(chunk) else { return };
-            if !h.valid_checksum() || h.command() != Some(Command::Prepare) || h.op.get() > header.op.get() {
+            if !h.valid_checksum()
+                || h.command() != Some(Command::Prepare)
+                || h.op.get() > header.op.get()
+            {
                 return self.drop_message_public("start_view: bad header");
             }
             headers.push(h);
@@ -466,6 +514,7 @@ impl<S: StateMachine> Replica<S> {
         self.view = sv.view.get();
         self.log_view = sv.view.get();
         self.status = Status::Normal;
+        self.view_change.attempts = 0;
         self.tick_primary_heard = self.tick;
         let head = sv.op.get().max(self.commit_min);
         let mut writes = Vec::new();
@@ -488,9 +537,12 @@ impl<S: StateMachine> Replica<S> {
         }
         self.write(writes);
         self.op = head;
-        self.view_change.head_checksum = if sv.op.get() >= self.commit_min { sv.parent.get() } else { 0 };
+        self.view_change.head_checksum =
+            if sv.op.get() >= self.commit_min { sv.parent.get() } else { 0 };
         if let Some(slot) = self.slot_mut(head) {
-            if sv.op.get() <= commit_min || slot.header.is_some_and(|h| h.checksum.get() == sv.parent.get()) {
+            if sv.op.get() <= commit_min
+                || slot.header.is_some_and(|h| h.checksum.get() == sv.parent.get())
+            {
                 slot.verified = true;
             }
         }

@@ -9,8 +9,8 @@
 //! commit, where a violation is a `LimitExceeded` reply, not a rejection.
 
 use super::codec::{
-    put_bool, put_bytes, put_count, put_option_u32, put_u32, put_u64, put_u8, DecodeError,
-    Decoder, PREFIX_SIZE,
+    put_bool, put_bytes, put_count, put_option_u32, put_u32, put_u64, put_u8, DecodeError, Decoder,
+    PREFIX_SIZE,
 };
 
 /// Bucket names are 1..=63 bytes, as S3's (character rules are the front
@@ -44,7 +44,8 @@ pub enum Operation {
     ListObjects = 35,
 }
 
-const _: () = assert!(Operation::CreateBucket as u8 >= crate::vsr::message::OPERATION_STATE_MACHINE_MIN);
+const _: () =
+    assert!(Operation::CreateBucket as u8 >= crate::vsr::message::OPERATION_STATE_MACHINE_MIN);
 
 impl Operation {
     pub const ALL: [Operation; 8] = [
@@ -208,21 +209,33 @@ pub struct ObjectEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    BucketCreated { id: u64 },
+    BucketCreated {
+        id: u64,
+    },
     BucketAlreadyExists,
     BucketDeleted,
     NoSuchBucket,
     /// This group still holds an object of the bucket (other groups are the
     /// front end's to check).
     BucketNotEmpty,
-    Bucket { id: u64, created: u64 },
+    Bucket {
+        id: u64,
+        created: u64,
+    },
     Buckets(Vec<BucketEntry>),
-    ObjectPut { version: u64 },
+    ObjectPut {
+        version: u64,
+    },
     PreconditionFailed,
-    ObjectDeleted { existed: bool },
+    ObjectDeleted {
+        existed: bool,
+    },
     Object(Object),
     NoSuchKey,
-    Objects { entries: Vec<ObjectEntry>, truncated: bool },
+    Objects {
+        entries: Vec<ObjectEntry>,
+        truncated: bool,
+    },
     LimitExceeded(Limit),
     /// The body did not decode, failed validation, or named an operation
     /// of the other class (a write sent to `query` or a read to `commit`).

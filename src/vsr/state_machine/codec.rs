@@ -164,7 +164,10 @@ mod tests {
         // Fails if a hostile count could make the decoder reserve 4 GiB.
         let mut body = Vec::new();
         put_u32(&mut body, u32::MAX);
-        assert_eq!(Decoder::new(&body).count(1), Err(DecodeError("count larger than the remaining bytes")));
+        assert_eq!(
+            Decoder::new(&body).count(1),
+            Err(DecodeError("count larger than the remaining bytes"))
+        );
     }
 
     #[test]

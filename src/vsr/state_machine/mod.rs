@@ -33,18 +33,21 @@ pub trait StateMachine {
     fn operation_read_only(operation: u8) -> Option<bool>;
     /// Cheap, pure validation of a client request body before it enters the log.
     fn request_valid(operation: u8, body: &[u8]) -> bool;
-    /// Apply a committed operation. Deterministic: same state + same args => same state and reply bytes.
-    /// Must not panic on any body (bodies are checksummed but treat them as untrusted): an undecodable body gets an error reply.
-    /// The replica calls it once per op, in increasing op order; the reply
-    /// body is appended to `reply` (which may already hold a header).
+    /// Apply a committed operation. Deterministic: same state + same args =>
+    /// same state and reply bytes. Must not panic on any body (bodies are
+    /// checksummed but treat them as untrusted): an undecodable body gets an
+    /// error reply. The replica calls it once per op, in increasing op order;
+    /// the reply body is appended to `reply` (which may already hold a header).
     fn commit(&mut self, op: u64, timestamp: u64, operation: u8, body: &[u8], reply: &mut Vec<u8>);
     /// Serve a read-only operation against the current state (appends to `reply`).
     fn query(&self, operation: u8, body: &[u8], reply: &mut Vec<u8>);
-    /// Deterministic, canonical serialization of the whole state (byte-identical across replicas that applied the same ops).
+    /// Deterministic, canonical serialization of the whole state
+    /// (byte-identical across replicas that applied the same ops).
     fn snapshot(&self, out: &mut Vec<u8>);
-    /// Replace the whole state from snapshot bytes. Err with a clear reason on malformed input (never panic).
-    /// On Err the state is unchanged.
+    /// Replace the whole state from snapshot bytes. Err with a clear reason
+    /// on malformed input (never panic); on Err the state is unchanged.
     fn restore(&mut self, bytes: &[u8]) -> Result<(), &'static str>;
-    /// Upper bound on snapshot() length; the replica sizes its checkpoint area from it.
+    /// Upper bound on snapshot() length; the replica sizes its checkpoint
+    /// area from it.
     fn snapshot_size_max(&self) -> usize;
 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::api::{
-    BucketEntry, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation,
-    PutCondition, Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
+    BucketEntry, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
+    Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
 };
 use super::StateMachine;
 
@@ -177,7 +177,7 @@ impl ObjectStore {
     fn object_delete(&mut self, key: (u64, Vec<u8>), condition: DeleteCondition) -> Reply {
         let existing = self.objects.get(&key);
         if let DeleteCondition::IfMatch(etag) = &condition {
-            if !existing.is_some_and(|object| object.meta.etag == *etag) {
+            if existing.is_none_or(|object| object.meta.etag != *etag) {
                 return Reply::PreconditionFailed;
             }
         }

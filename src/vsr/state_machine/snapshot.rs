@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::api::{
     bucket_name_validate, key_validate, Object, BUCKET_ENTRY_SIZE_FIXED, BUCKET_NAME_SIZE_MAX,
-    CHUNK_REF_SIZE, CONTENT_TYPE_SIZE_MAX, ETAG_SIZE_MAX, LIST_LIMIT_MAX,
-    OBJECT_ENTRY_SIZE_FIXED,
+    CHUNK_REF_SIZE, CONTENT_TYPE_SIZE_MAX, ETAG_SIZE_MAX, LIST_LIMIT_MAX, OBJECT_ENTRY_SIZE_FIXED,
 };
 use super::codec::{put_bytes, put_count, put_u64, put_u8, Decoder, PREFIX_SIZE};
 use super::object_store::{Bucket, ObjectStore, ObjectStoreLimits};
@@ -53,8 +52,8 @@ impl ObjectStoreLimits {
     /// entries, each with two length prefixes. Data is inline or chunked,
     /// never both, so only the larger of the two counts.
     pub fn meta_size_max(&self) -> usize {
-        let data_size_max = checked(&[(self.chunks_per_object_max, CHUNK_REF_SIZE)])
-            .max(self.inline_size_max);
+        let data_size_max =
+            checked(&[(self.chunks_per_object_max, CHUNK_REF_SIZE)]).max(self.inline_size_max);
         checked(&[
             (1, META_SIZE_FIXED + ETAG_SIZE_MAX + CONTENT_TYPE_SIZE_MAX),
             (self.user_metadata_size_max, 2 * PREFIX_SIZE + 1),

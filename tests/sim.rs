@@ -1,0 +1,63 @@
+//! Whole-cluster simulator runs: each can fail with a violation report.
+
+use toasty::sim::cluster::{run, FaultProfile, SimOptions};
+
+fn options(seed: u64, replicas: u8, groups: u32, profile: FaultProfile) -> SimOptions {
+    SimOptions { replica_count: replicas, group_count: groups, profile, ..SimOptions::new(seed) }
+}
+
+fn assert_ok(options: SimOptions) {
+    let result = run(options.clone());
+    assert!(result.ok(), "{options:?}: {}", result.violation.unwrap_or_default());
+    assert!(result.requests_acked >= options.requests, "{}", result.json());
+    assert!(result.commits > 0);
+}
+
+#[test]
+fn quiet_single_replica() {
+    assert_ok(options(1, 1, 1, FaultProfile::Quiet));
+}
+
+#[test]
+fn quiet_three_replicas_two_groups() {
+    for seed in 1..=3 {
+        assert_ok(options(seed, 3, 2, FaultProfile::Quiet));
+    }
+}
+
+#[test]
+fn quiet_five_replicas() {
+    assert_ok(options(7, 5, 1, FaultProfile::Quiet));
+}
+
+/// Same seed, same run: the trace hash covers every commit and reply.
+#[test]
+fn same_seed_same_trace_hash() {
+    for profile in [FaultProfile::Quiet, FaultProfile::Default] {
+        let a = run(options(42, 3, 2, profile));
+        let b = run(options(42, 3, 2, profile));
+        assert_eq!(a.trace_hash, b.trace_hash, "{profile:?}");
+        assert_eq!(a.ticks, b.ticks);
+        assert_eq!(a.violation, b.violation);
+        let c = run(options(43, 3, 2, profile));
+        assert_ne!(a.trace_hash, c.trace_hash, "different seeds gave the same trace");
+    }
+}
+
+/// Seeds with network faults, crashes and disk faults that pass today.
+/// A failure here is a regression; see tests/regression_seeds.txt.
+#[test]
+fn regression_seeds() {
+    let text = include_str!("regression_seeds.txt");
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let mut fields = line.split_whitespace();
+        let profile = match fields.next() {
+            Some("network") => FaultProfile::Network,
+            Some("default") => FaultProfile::Default,
+            Some("quiet") => FaultProfile::Quiet,
+            other => panic!("bad profile {other:?} in regression_seeds.txt"),
+        };
+        let seed: u64 = fields.next().and_then(|s| s.parse().ok()).expect("seed");
+        assert_ok(options(seed, 3, 2, profile));
+    }
+}
