@@ -17,7 +17,7 @@ use crate::vsr::message::{header_parse, Command, Header, Message, HEADER_SIZE, O
 use crate::vsr::state_machine::StateMachine;
 use crate::vsr::storage::{ReadStorage, Zone, SUPERBLOCK_COPIES, SUPERBLOCK_COPY_SIZE};
 use crate::vsr::superblock::{self, SuperblockState};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 /// Why a replica's durable state cannot be opened. Each says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,9 +441,4 @@ impl<S: StateMachine> Replica<S> {
             self.view_change_start(view);
         }
     }
-}
-
-/// Bytes of a header parsed from a WAL prepare slot (for tests).
-pub fn header_of(bytes: &[u8]) -> Option<Header> {
-    Header::read_from_prefix(bytes).ok().map(|(h, _)| h)
 }

@@ -42,7 +42,6 @@ pub struct Dvc {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SuperblockWait {
-    None,
     /// Send our DoViewChange once `view` is durable.
     DoViewChange,
     /// Become primary once log_view = view is durable.
