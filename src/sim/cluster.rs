@@ -125,6 +125,9 @@ pub struct Cluster {
     faults_enabled: bool,
     trace: xxhash_rust::xxh3::Xxh3,
     result: SimResult,
+    /// `TOASTY_SIM_LOG=1` prints crashes, boots, views and commits to stderr
+    /// (for debugging a failing seed; off by default, it costs nothing then).
+    log: bool,
 }
 
 fn limits() -> ObjectStoreLimits {
@@ -231,6 +234,7 @@ impl Cluster {
             faults_enabled: !quiet,
             trace: xxhash_rust::xxh3::Xxh3::new(),
             result,
+            log: std::env::var_os("TOASTY_SIM_LOG").is_some(),
         }
     }
 
@@ -410,6 +414,9 @@ impl Cluster {
 
     fn boot(&mut self, g: usize, r: usize) {
         let seed = self.prng.next_u64();
+        if self.log {
+            eprintln!("{} g{g} r{r} boot", self.tick);
+        }
         let node = &mut self.groups[g].nodes[r];
         node.boots += 1;
         let config = node.config.clone();
@@ -417,6 +424,13 @@ impl Cluster {
         let opened = guarded(|| Replica::open(config, ObjectStore::new(limits()), disk, seed));
         match opened {
             Ok(Ok(replica)) => {
+                if self.log {
+                    eprintln!(
+                        "{} g{g} r{r} opened: {:?} view {} log_view {} op {} commit {}/{} checkpoint {}",
+                        self.tick, replica.status(), replica.view(), replica.log_view(), replica.op(),
+                        replica.commit_min(), replica.commit_max(), replica.checkpoint_op()
+                    );
+                }
                 self.groups[g].nodes[r].replica = Some(replica);
                 self.drain(g, r);
             }
@@ -537,6 +551,15 @@ impl Cluster {
 
     fn check_event(&mut self, g: usize, r: usize, event: Event) {
         let tick = self.tick;
+        if self.log {
+            let what = match &event {
+                Event::Committed { prepare } => {
+                    format!("commit {prepare:?} {:x}", prepare.checksum() >> 96)
+                }
+                other => format!("{other:?}").chars().take(120).collect(),
+            };
+            eprintln!("{tick} g{g} r{r} {what}");
+        }
         match event {
             Event::Committed { prepare } => {
                 let header = *prepare.header();
@@ -615,6 +638,9 @@ impl Cluster {
     fn crash(&mut self, g: usize, r: usize) {
         let node = &mut self.groups[g].nodes[r];
         if node.replica.take().is_some() {
+            if self.log {
+                eprintln!("{} g{g} r{r} crash", self.tick);
+            }
             node.disk.crash();
             self.result.crashes += 1;
         }

@@ -34,6 +34,8 @@ pub struct SuperblockState {
     pub view: u32,
     /// Last view in which this replica's log was installed as canonical.
     pub log_view: u32,
+    /// Highest op this replica executed: replayed from the WAL at restart.
+    /// (Never a commit number merely heard of: see `superblock_update`.)
     pub commit_max: u64,
     /// Head of the canonical log when `log_view` was installed. On restart
     /// the replica claims at least this head even if its WAL lost entries,

@@ -622,7 +622,8 @@ impl<S: StateMachine> Replica<S> {
         self.checkpoint_seen(header.checkpoint_op.get(), header.checkpoint_id.get());
         if op <= self.commit_min || self.journal.has_prepare(op, message.checksum()) {
             self.send_prepare_oks();
-            return self.commit_journal_backup();
+            self.commit_journal();
+            return;
         }
         if op > self.op_prepare_max() {
             return self.drop_message("prepare: beyond our checkpoint (needs sync)");
@@ -636,7 +637,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.journal_insert_verified(message);
         self.send_prepare_oks();
-        self.commit_journal_backup();
+        self.commit_journal();
     }
 
     /// Add a prepare of the current view to the log as its new verified
@@ -673,10 +674,11 @@ impl<S: StateMachine> Replica<S> {
             let below = op - 1;
             match self.journal.header(below).map(|h| h.checksum.get()) {
                 Some(checksum) if checksum == parent => {
-                    let slot =
-                        self.slot_mut(below).map(|s| std::mem::replace(&mut s.verified, true));
-                    if slot == Some(true) {
-                        break;
+                    // No early stop at an already-verified slot: a view install
+                    // marks a window of headers verified without their links
+                    // below. The walk is bounded by op - commit_min.
+                    if let Some(slot) = self.slot_mut(below) {
+                        slot.verified = true;
                     }
                 }
                 Some(_) => {
@@ -703,7 +705,8 @@ impl<S: StateMachine> Replica<S> {
         self.commit_max_advance(header.commit.get());
         self.checkpoint_seen(header.checkpoint_op.get(), header.checkpoint_id.get());
         self.commit_heard_head(header.op.get(), header.context.get());
-        self.commit_journal_backup();
+        self.commit_journal();
+        self.prepare_oks_resend();
     }
 
     pub(crate) fn commit_max_advance(&mut self, commit: u64) {
@@ -743,11 +746,22 @@ impl<S: StateMachine> Replica<S> {
             }
         } else {
             self.send_prepare_oks();
-            self.commit_journal_backup();
+            self.commit_journal();
         }
     }
 
+    /// Acknowledge newly durable ops. A heartbeat calls `prepare_oks_resend`
+    /// instead: PrepareOks can be lost, and the primary never asks again.
     pub(crate) fn send_prepare_oks(&mut self) {
+        self.prepare_oks_send(self.ok_sent_op);
+    }
+
+    fn prepare_oks_resend(&mut self) {
+        // Everything not yet known committed, at most a pipeline's worth.
+        self.prepare_oks_send(self.commit_max.max(self.commit_min));
+    }
+
+    fn prepare_oks_send(&mut self, sent_op: u64) {
         if self.status != Status::Normal || self.is_primary() || self.syncing() {
             return;
         }
@@ -755,9 +769,8 @@ impl<S: StateMachine> Replica<S> {
             return; // log_view must be durable before a PrepareOk reveals it.
         }
         let op_durable = self.op_durable_contiguous();
-        let from = self
-            .ok_sent_op
-            .max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
+        let from =
+            sent_op.max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
         for op in from + 1..=op_durable {
             let Some(prepare) = self.journal.header(op).copied() else { break };
             if prepare.view.get() > self.view {
@@ -774,15 +787,15 @@ impl<S: StateMachine> Replica<S> {
         self.ok_sent_op = self.ok_sent_op.max(op_durable);
     }
 
-    fn commit_journal_backup(&mut self) {
-        self.commit_journal();
-    }
-
     /// Apply committed ops in order while we hold them (verified).
     /// Returns false if it had to stop before commit_max.
     pub(crate) fn commit_journal(&mut self) -> bool {
         if self.sync.needed_checkpoint.is_some() {
             return false; // No valid state machine until a checkpoint is installed.
+        }
+        if self.status != Status::Normal {
+            // Only a log installed for the current view is known canonical.
+            return false;
         }
         while self.commit_min < self.commit_max {
             let op = self.commit_min + 1;
@@ -995,7 +1008,10 @@ impl<S: StateMachine> Replica<S> {
         let mut next = self.superblock.successor();
         next.view = self.view;
         next.log_view = self.log_view;
-        next.commit_max = next.commit_max.max(self.commit_max);
+        // Only what this replica executed: a commit number learned during a
+        // view change describes the canonical log, not necessarily ours, and
+        // replaying it onto our own log at restart could execute a stale op.
+        next.commit_max = next.commit_max.max(self.commit_min);
         if let Some(pending) = self.checkpoint_pending.as_ref().filter(|p| p.blob_durable) {
             next.checkpoint_op = pending.op;
             next.checkpoint_checksum = pending.checksum;
@@ -1003,7 +1019,9 @@ impl<S: StateMachine> Replica<S> {
             next.checkpoint_area = pending.area;
             next.checkpoint_header = pending.header;
         }
-        if let Some(sync) = self.sync.installing.as_ref() {
+        // A checkpoint enters the superblock only once its blob is durable:
+        // the superblock must never point at bytes that are not on disk.
+        if let Some(sync) = self.sync.installing.as_ref().filter(|s| s.blob_durable) {
             next.checkpoint_op = sync.op;
             next.checkpoint_checksum = sync.checksum;
             next.checkpoint_size = sync.blob.len() as u64;
@@ -1048,9 +1066,9 @@ impl<S: StateMachine> Replica<S> {
             panic!("superblock write done without a write in flight");
         };
         assert!(written.sequence == sequence);
-        let checkpoint_advanced = written.checkpoint_op > self.superblock.checkpoint_op;
+        let checkpoint_changed = written.checkpoint_checksum != self.superblock.checkpoint_checksum;
         self.superblock = written;
-        if checkpoint_advanced {
+        if checkpoint_changed {
             self.checkpoint_durable();
         }
         self.view_change_superblock_durable();
@@ -1111,15 +1129,7 @@ impl<S: StateMachine> Replica<S> {
     /// The checkpoint's bytes: the state machine, the client table and the
     /// prepare header at the checkpoint op (the anchor of the hash chain).
     pub(crate) fn checkpoint_encode(&self, header: &Header) -> std::rc::Rc<[u8]> {
-        let mut blob = Vec::new();
-        blob.extend_from_slice(CHECKPOINT_MAGIC);
-        blob.extend_from_slice(zerocopy::IntoBytes::as_bytes(header));
-        let mut state = Vec::new();
-        self.state_machine.snapshot(&mut state);
-        blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
-        blob.extend_from_slice(&state);
-        self.client_table.encode(&mut blob);
-        blob.into()
+        checkpoint_blob(header, &self.state_machine, &self.client_table).into()
     }
 
     /// Decode a checkpoint into (header, state machine bytes, client table).
@@ -1169,8 +1179,11 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// The superblock now names a new checkpoint: ours, or one from a sync
+    /// (told apart by checksum: a sync may reinstall the op we had).
     fn checkpoint_durable(&mut self) {
-        if self.sync.installing.as_ref().is_some_and(|s| s.op == self.superblock.checkpoint_op) {
+        let checksum = self.superblock.checkpoint_checksum;
+        if self.sync.installing.as_ref().is_some_and(|s| s.checksum == checksum) {
             return self.sync_durable();
         }
         let Some(pending) = self.checkpoint_pending.take() else {
@@ -1191,6 +1204,23 @@ impl<S: StateMachine> Replica<S> {
 }
 
 pub(crate) const CHECKPOINT_MAGIC: &[u8; 8] = b"TOASTYCP";
+
+/// The one checkpoint encoding (also used by `format` for the empty state).
+pub(crate) fn checkpoint_blob<S: StateMachine>(
+    header: &Header,
+    state_machine: &S,
+    client_table: &ClientTable,
+) -> Vec<u8> {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(CHECKPOINT_MAGIC);
+    blob.extend_from_slice(zerocopy::IntoBytes::as_bytes(header));
+    let mut state = Vec::new();
+    state_machine.snapshot(&mut state);
+    blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    blob.extend_from_slice(&state);
+    client_table.encode(&mut blob);
+    blob
+}
 
 pub(crate) struct CheckpointPending {
     pub op: u64,

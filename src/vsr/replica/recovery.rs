@@ -70,14 +70,8 @@ pub fn format<S: StateMachine>(config: &Config, state_machine: &S) -> Vec<(Zone,
     }
     writes.push((Zone::WalHeaders, 0, headers));
     // The initial checkpoint: the empty state at op 0.
-    let mut blob = Vec::new();
-    blob.extend_from_slice(super::CHECKPOINT_MAGIC);
-    blob.extend_from_slice(root.header().as_bytes());
-    let mut state = Vec::new();
-    state_machine.snapshot(&mut state);
-    blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
-    blob.extend_from_slice(&state);
-    ClientTable::new(config.clients_max).encode(&mut blob);
+    let mut blob =
+        super::checkpoint_blob(root.header(), state_machine, &ClientTable::new(config.clients_max));
     let checksum = crate::vsr::message::checksum(&blob);
     let size = blob.len() as u64;
     blob.resize(
@@ -114,8 +108,9 @@ pub fn format<S: StateMachine>(config: &Config, state_machine: &S) -> Vec<(Zone,
 /// What one WAL slot proves after a restart.
 #[derive(Debug)]
 enum SlotFound {
-    /// A valid prepare (its redundant header may be lost or older).
-    Prepare(Message),
+    /// A valid prepare; `header_intact` says whether its redundant header
+    /// on disk already matches (if not, it is rewritten after open).
+    Prepare { message: Message, header_intact: bool },
     /// A valid header of a prepare we made durable, but the prepare is gone.
     Faulty(Header),
     /// Nothing we ever acknowledged (reserved or an older op, both intact).
@@ -146,12 +141,15 @@ fn slot_decide(config: &Config, slot: u64, header_bytes: &[u8], prepare_bytes: &
             if is_prepare(&h) && newer_header {
                 SlotFound::Faulty(h)
             } else {
-                SlotFound::Prepare(p)
+                let header_intact = h.checksum == p.header().checksum;
+                SlotFound::Prepare { message: p, header_intact }
             }
         }
         (Some(h), Some(_)) if is_prepare(&h) => SlotFound::Faulty(h),
         (Some(_), Some(_)) => SlotFound::Clean,
-        (None, Some(p)) if is_prepare(p.header()) => SlotFound::Prepare(p),
+        (None, Some(p)) if is_prepare(p.header()) => {
+            SlotFound::Prepare { message: p, header_intact: false }
+        }
         (None, Some(_)) => SlotFound::Clean,
         (Some(h), None) if is_prepare(&h) => SlotFound::Faulty(h),
         // Header reserved or older, prepare torn: a prepare write that was
@@ -302,38 +300,25 @@ impl<S: StateMachine> Replica<S> {
             let candidate =
                 checkpoint_op + 1 + (slot + slots - (checkpoint_op + 1) % slots) % slots;
             match what {
-                SlotFound::Prepare(message) => {
+                SlotFound::Prepare { message, header_intact } => {
                     let header = *message.header();
                     let op = header.op.get();
-                    if op > checkpoint_op {
+                    // The checkpoint op itself is kept as the chain's anchor.
+                    let anchor = op == checkpoint_op
+                        && message.checksum() == self.superblock.checkpoint_header.checksum.get();
+                    if op > checkpoint_op || anchor {
                         let checksum = message.checksum();
-                        self.journal.recovered(
-                            slot,
-                            Slot {
-                                header: Some(header),
-                                message: Some(message),
-                                durable: true,
-                                faulty: false,
-                                verified: false,
-                            },
-                            Some(checksum),
-                        );
-                        self.journal.header_fix(slot, header, &mut writes);
-                    } else if op == checkpoint_op
-                        && message.checksum() == self.superblock.checkpoint_header.checksum.get()
-                    {
-                        let checksum = message.checksum();
-                        self.journal.recovered(
-                            slot,
-                            Slot {
-                                header: Some(header),
-                                message: Some(message),
-                                durable: true,
-                                faulty: false,
-                                verified: false,
-                            },
-                            Some(checksum),
-                        );
+                        let entry = Slot {
+                            header: Some(header),
+                            message: Some(message),
+                            durable: true,
+                            faulty: false,
+                            verified: false,
+                        };
+                        self.journal.recovered(slot, entry, Some(checksum));
+                        if !header_intact {
+                            self.journal.header_fix(slot, header, &mut writes);
+                        }
                     }
                 }
                 SlotFound::Faulty(header) => {
@@ -404,11 +389,22 @@ impl<S: StateMachine> Replica<S> {
         self.write(writes);
         self.op = head;
         self.view_change.head_checksum = head_checksum;
-        if let Some(slot) = self.slot_mut(head) {
-            slot.verified = true;
-        }
-        if self.journal.header(head).is_some() {
-            self.chain_verify_down(head);
+        // The WAL may hold another op at the head's number (the canonical
+        // one's write was lost at the crash): that one is stale, a hole.
+        let head_is_canonical = self.journal.header(head).map(|h| h.checksum.get());
+        match head_is_canonical {
+            Some(checksum) if checksum == head_checksum => {
+                if let Some(slot) = self.slot_mut(head) {
+                    slot.verified = true;
+                }
+                self.chain_verify_down(head);
+            }
+            Some(_) => {
+                let mut writes = Vec::new();
+                self.journal.remove(head, self.config.cluster, self.config.group, &mut writes);
+                self.write(writes);
+            }
+            None => {}
         }
         // The checkpoint op itself is committed: its header is known.
         if let Some(slot) = self.slot_mut(sb.checkpoint_op) {

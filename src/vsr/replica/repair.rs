@@ -29,7 +29,9 @@ pub struct SyncState {
     pub tick_progress: u64,
     pub commit_min_seen: u64,
     /// Primary's head (op, checksum) from its heartbeat: what to fetch next.
-    pub head_target: Option<(u64, u128)>,
+    /// Only valid in the view it was heard in: a replayed prepare of an
+    /// older view must never be taken as the current head.
+    pub head_target: Option<(u32, u64, u128)>,
     /// The latest durable checkpoint's bytes, served to peers that sync.
     pub blob_current: Option<Rc<[u8]>>,
 }
@@ -40,6 +42,7 @@ pub struct SyncInstall {
     pub blob: Rc<[u8]>,
     pub area: u8,
     pub header: Header,
+    pub blob_durable: bool,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -72,7 +75,7 @@ impl<S: StateMachine> Replica<S> {
             self.repair_request(op, checksum);
             requested += 1;
         }
-        if let Some((op, checksum)) = self.sync.head_target {
+        if let Some((_, op, checksum)) = self.sync.head_target.filter(|t| t.0 == self.view) {
             if op > self.op && requested < REPAIR_REQUESTS_MAX {
                 self.repair_request(op, checksum);
             }
@@ -111,7 +114,7 @@ impl<S: StateMachine> Replica<S> {
             return false;
         }
         let expected = self.expected_checksum(op) == Some(checksum);
-        let head_target = self.sync.head_target == Some((op, checksum))
+        let head_target = self.sync.head_target == Some((self.view, op, checksum))
             && self.status == Status::Normal
             && op > self.op;
         if head_target {
@@ -165,7 +168,7 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn commit_heard_head(&mut self, op: u64, checksum: u128) {
         if op > self.op && checksum != 0 {
-            self.sync.head_target = Some((op, checksum));
+            self.sync.head_target = Some((self.view, op, checksum));
         }
     }
 
@@ -301,7 +304,8 @@ impl<S: StateMachine> Replica<S> {
             offset: area as u64 * self.config.checkpoint_size_max,
             data: data.into(),
         });
-        self.sync.installing = Some(SyncInstall { op, checksum, blob, area, header });
+        self.sync.installing =
+            Some(SyncInstall { op, checksum, blob, area, header, blob_durable: false });
         self.sync.target = None;
         self.write(journal_writes);
         self.write(writes);
@@ -327,7 +331,10 @@ impl<S: StateMachine> Replica<S> {
 
     /// Called from the checkpoint write completion when it belongs to a sync.
     pub(crate) fn sync_blob_durable(&mut self, op: u64) {
-        assert!(self.sync.installing.as_ref().is_some_and(|s| s.op == op));
+        let Some(install) = self.sync.installing.as_mut().filter(|s| s.op == op) else {
+            panic!("sync checkpoint write for op {op} with no sync installing it");
+        };
+        install.blob_durable = true;
         self.superblock_update();
     }
 

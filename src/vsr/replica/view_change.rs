@@ -510,6 +510,8 @@ impl<S: StateMachine> Replica<S> {
 
     fn start_view_install(&mut self, sv: &Header, headers: &[Header]) {
         self.primary_abdicate();
+        // Whatever we were waiting for in an older view is moot now.
+        self.view_change.wait = None;
         self.view = sv.view.get();
         self.log_view = sv.view.get();
         self.status = Status::Normal;
