@@ -5,11 +5,11 @@
 use toasty::sim::cluster::{run, FaultProfile, SimOptions};
 use toasty::vsr::config::Bug;
 
-const SEEDS_MAX: u64 = 24;
+const SEEDS_MAX: u64 = 64;
 
 fn caught(bug: Bug) {
     for seed in 1..=SEEDS_MAX {
-        for profile in [FaultProfile::Network, FaultProfile::Default] {
+        for profile in [FaultProfile::Default, FaultProfile::Network] {
             let base = SimOptions { profile, requests: 600, ..SimOptions::new(seed) };
             let broken = run(SimOptions { bug, ..base.clone() });
             if broken.ok() {

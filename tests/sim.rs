@@ -6,11 +6,15 @@ fn options(seed: u64, replicas: u8, groups: u32, profile: FaultProfile) -> SimOp
     SimOptions { replica_count: replicas, group_count: groups, profile, ..SimOptions::new(seed) }
 }
 
+/// A run must be free of violations; without faults it must also finish
+/// the whole workload (with faults a seed may spend its time unavailable).
 fn assert_ok(options: SimOptions) {
     let result = run(options.clone());
     assert!(result.ok(), "{options:?}: {}", result.violation.unwrap_or_default());
-    assert!(result.requests_acked >= options.requests, "{}", result.json());
-    assert!(result.commits > 0);
+    if options.profile == FaultProfile::Quiet {
+        assert!(result.requests_acked >= options.requests, "{}", result.json());
+    }
+    assert!(result.commits > 0, "{}", result.json());
 }
 
 #[test]

@@ -55,7 +55,7 @@ impl SimOptions {
             requests: 2000,
             profile: FaultProfile::Default,
             bug: Bug::None,
-            ticks_safety_max: 40_000,
+            ticks_safety_max: 100_000,
             ticks_liveness_max: 20_000,
         }
     }
@@ -125,6 +125,8 @@ pub struct Cluster {
     faults_enabled: bool,
     trace: xxhash_rust::xxh3::Xxh3,
     result: SimResult,
+    /// In the liveness phase: faults healed, no new requests.
+    liveness: bool,
     /// `TOASTY_SIM_LOG=1` prints crashes, boots, views and commits to stderr
     /// (for debugging a failing seed; off by default, it costs nothing then).
     log: bool,
@@ -144,7 +146,10 @@ fn limits() -> ObjectStoreLimits {
 /// Wrap a replica event loop so a panic inside the protocol becomes a
 /// reported violation (with the seed) rather than an aborted run.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+    GUARDED.with(|g| g.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(false));
+    result.map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
         } else if let Some(s) = payload.downcast_ref::<&str>() {
@@ -159,10 +164,12 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 thread_local! {
     static PANIC_LOCATION: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Panics in the protocol are reported as violations with their location;
-/// the default hook's stderr noise is replaced by that.
+/// Panics in the protocol (inside `guarded`) are reported as violations
+/// with their location, without the default hook's stderr noise; every
+/// other panic (a failing test's assertion, say) keeps the default report.
 fn panic_hook_install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -171,7 +178,8 @@ fn panic_hook_install() {
             let location =
                 info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
             PANIC_LOCATION.with(|l| *l.borrow_mut() = location);
-            if std::env::var_os("TOASTY_SIM_PANIC").is_some() {
+            let guarded = GUARDED.with(|g| g.get());
+            if !guarded || std::env::var_os("TOASTY_SIM_PANIC").is_some() {
                 default(info);
             }
         }));
@@ -200,7 +208,16 @@ impl Cluster {
             }
         } else {
             Faults {
-                crash: Ratio::new(fault_prng.range_inclusive(0, 4) as u32, 10_000),
+                // Swarm: a quarter of the seeds crash replicas often (up to
+                // 1 % per tick), which is what exposes durability bugs.
+                crash: Ratio::new(
+                    if fault_prng.range_inclusive(0, 3) == 0 {
+                        fault_prng.range_inclusive(10, 100)
+                    } else {
+                        fault_prng.range_inclusive(0, 4)
+                    } as u32,
+                    10_000,
+                ),
                 crash_all: Ratio::new(fault_prng.range_inclusive(0, 1) as u32, 10_000),
                 restart: Ratio::new(fault_prng.range_inclusive(1, 10) as u32, 100),
                 message_corrupt: Ratio::new(fault_prng.range_inclusive(0, 5) as u32, 1000),
@@ -235,6 +252,7 @@ impl Cluster {
             trace: xxhash_rust::xxh3::Xxh3::new(),
             result,
             log: std::env::var_os("TOASTY_SIM_LOG").is_some(),
+            liveness: false,
         }
     }
 
@@ -310,7 +328,9 @@ impl Cluster {
         {
             self.step();
         }
-        // Liveness phase: heal everything; the cluster must finish the work.
+        // Liveness phase: heal everything, issue no new requests; every
+        // request in flight must complete and every replica converge.
+        self.liveness = true;
         self.faults_enabled = false;
         for group in &mut self.groups {
             group.network.set_faults(false);
@@ -327,14 +347,12 @@ impl Cluster {
                     }
                 }
             }
-            if self.requests_acked() >= self.options.requests && self.converged() {
+            if self.converged() {
                 break;
             }
             self.step();
         }
-        if self.result.violation.is_none()
-            && !(self.requests_acked() >= self.options.requests && self.converged())
-        {
+        if self.result.violation.is_none() && !self.converged() {
             let detail = self.liveness_report();
             self.violation(format!(
                 "liveness: not converged within {} ticks of healing: {detail}",
@@ -474,7 +492,7 @@ impl Cluster {
         for r in 0..replica_count {
             self.with_replica(g, r, |replica| replica.on_tick());
         }
-        let want_more = self.requests_acked() < self.options.requests;
+        let want_more = !self.liveness && self.requests_acked() < self.options.requests;
         for c in 0..self.groups[g].clients.len() {
             if let Some((target, message)) = self.groups[g].clients[c].next(tick, want_more) {
                 let from = replica_count + c;

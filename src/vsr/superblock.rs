@@ -142,8 +142,13 @@ fn field<const N: usize>(b: &[u8], offset: usize) -> [u8; N] {
     out
 }
 
-/// Pick the newest version held by a quorum of copies. `zone` holds all copies.
-pub fn open(zone: &[u8]) -> Result<SuperblockState, String> {
+/// Pick the newest version held by a quorum of copies. `zone` holds all
+/// copies. Returns the state and whether every copy holds it: if not, the
+/// caller must rewrite all copies before acting on it. Otherwise a crash
+/// during the next write could leave a quorum of an *older* version (new
+/// copy, the chosen version once, an older version twice) and the replica
+/// would go back in time.
+pub fn open(zone: &[u8]) -> Result<(SuperblockState, bool), String> {
     assert!(zone.len() == SUPERBLOCK_COPIES * SUPERBLOCK_COPY_SIZE);
     let mut valid: Vec<SuperblockState> = Vec::new();
     let mut reasons = Vec::new();
@@ -164,7 +169,10 @@ pub fn open(zone: &[u8]) -> Result<SuperblockState, String> {
             best = Some(candidate.clone());
         }
     }
-    best.ok_or_else(|| {
+    let unanimous = best
+        .as_ref()
+        .is_some_and(|b| valid.len() == SUPERBLOCK_COPIES && valid.iter().all(|v| v == b));
+    best.map(|b| (b, unanimous)).ok_or_else(|| {
         format!(
             "superblock: no version is held by {QUORUM_OPEN} of {SUPERBLOCK_COPIES} copies ({})",
             if reasons.is_empty() { "copies disagree".to_string() } else { reasons.join("; ") }
@@ -210,7 +218,7 @@ mod tests {
     fn roundtrip_and_quorum() {
         let s = state(3);
         let z = zone(&[s.clone(), s.clone(), s.clone(), s.clone()]);
-        assert_eq!(open(&z), Ok(s));
+        assert_eq!(open(&z), Ok((s, true)));
     }
 
     #[test]
@@ -219,10 +227,10 @@ mod tests {
         let new = old.successor();
         // One torn new copy: the old version wins.
         let z = zone(&[new.clone(), old.clone(), old.clone(), old.clone()]);
-        assert_eq!(open(&z).map(|s| s.sequence), Ok(3));
+        assert_eq!(open(&z).map(|(s, all)| (s.sequence, all)), Ok((3, false)));
         // Two new copies: the new version wins.
         let z = zone(&[new.clone(), new.clone(), old.clone(), old.clone()]);
-        assert_eq!(open(&z).map(|s| s.sequence), Ok(4));
+        assert_eq!(open(&z).map(|(s, all)| (s.sequence, all)), Ok((4, false)));
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Replica<S: StateMachine> {
     pub(crate) superblock: SuperblockState,
     superblock_writing: Option<SuperblockState>,
     superblock_queued: bool,
+    /// Open found copies that disagree; nothing happens until all are rewritten.
+    superblock_repairing: bool,
 
     pub(crate) status: Status,
     pub(crate) view: u32,
@@ -193,13 +195,21 @@ impl<S: StateMachine> Replica<S> {
     pub fn debug_state(&self) -> String {
         let mut out = format!("durable_contiguous {} pipeline [", self.op_durable_contiguous());
         for entry in &self.pipeline {
-            out.push_str(&format!("{}:{:?} ", entry.op, entry.ok_from));
+            let stale =
+                self.journal.header(entry.op).map(|h| h.checksum.get()) != Some(entry.checksum);
+            out.push_str(&format!(
+                "{}:{:?}{} ",
+                entry.op,
+                entry.ok_from,
+                if stale { "!" } else { "" }
+            ));
         }
         out.push_str("] slots [");
         for op in self.commit_min + 1..=self.op {
             match self.journal.entry(op) {
                 Some(s) => out.push_str(&format!(
-                    "{op}:m{}d{}v{}f{}{} ",
+                    "{op}:{:x}:m{}d{}v{}f{}{} ",
+                    s.header.map(|h| h.checksum.get() >> 112).unwrap_or(0),
                     s.message.is_some() as u8,
                     s.durable as u8,
                     s.verified as u8,
@@ -210,7 +220,16 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         out.push_str(&format!(
-            "] sb.log_view {} reads {} queue {} writes {}",
+            " needed {:?} target {:?} installing {} pending {} peer {} ",
+            self.sync.needed_checkpoint.map(|n| n.0),
+            self.sync.target.map(|t| t.0),
+            self.sync.installing.is_some(),
+            self.checkpoint_pending.is_some(),
+            self.sync.peer_checkpoint.0
+        ));
+        out.push_str(&format!(
+            "] dropped {:?} sb.log_view {} reads {} queue {} writes {}",
+            self.dropped,
             self.superblock.log_view,
             self.reads.len(),
             self.request_queue.len(),
@@ -296,6 +315,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// A verified message from the network (or loopback).
     pub fn on_message(&mut self, message: Message) {
+        if self.superblock_repairing {
+            return self.drop_message("superblock repair in progress");
+        }
         let header = *message.header();
         if header.cluster.get() != self.config.cluster {
             return self.drop_message("wrong cluster");
@@ -331,6 +353,9 @@ impl<S: StateMachine> Replica<S> {
 
     pub fn on_tick(&mut self) {
         self.tick += 1;
+        if self.superblock_repairing {
+            return;
+        }
         match self.status {
             Status::Normal if self.is_primary() => self.tick_primary(),
             Status::Normal => self.tick_backup(),
@@ -382,7 +407,10 @@ impl<S: StateMachine> Replica<S> {
         if self.read_round > self.read_round_confirmed
             && self.tick >= self.read_round_sent_tick + self.config.tick_repair
         {
-            self.read_round_start();
+            // Resend the same round: a new number would discard the pongs
+            // still on their way, and a round trip may exceed tick_repair.
+            self.read_round_sent_tick = self.tick;
+            self.read_round_ping();
         }
         self.prepare_from_queue();
     }
@@ -757,11 +785,18 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn prepare_oks_resend(&mut self) {
-        // Everything not yet known committed, at most a pipeline's worth.
-        self.prepare_oks_send(self.commit_max.max(self.commit_min));
+        // Only the op the primary's commit waits for: a burst of resends
+        // can overflow a small path queue and always lose its first packet,
+        // starving exactly the op that blocks every commit behind it.
+        let blocking = self.commit_max.max(self.commit_min);
+        self.prepare_oks_send_range(blocking, blocking + 1);
     }
 
     fn prepare_oks_send(&mut self, sent_op: u64) {
+        self.prepare_oks_send_range(sent_op, u64::MAX);
+    }
+
+    fn prepare_oks_send_range(&mut self, sent_op: u64, op_max: u64) {
         if self.status != Status::Normal || self.is_primary() || self.syncing() {
             return;
         }
@@ -771,7 +806,7 @@ impl<S: StateMachine> Replica<S> {
         let op_durable = self.op_durable_contiguous();
         let from =
             sent_op.max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
-        for op in from + 1..=op_durable {
+        for op in from + 1..=op_durable.min(op_max) {
             let Some(prepare) = self.journal.header(op).copied() else { break };
             if prepare.view.get() > self.view {
                 break;
@@ -784,7 +819,7 @@ impl<S: StateMachine> Replica<S> {
             let primary = self.primary_index();
             self.send(Target::Replica(primary), message);
         }
-        self.ok_sent_op = self.ok_sent_op.max(op_durable);
+        self.ok_sent_op = self.ok_sent_op.max(op_durable.min(op_max));
     }
 
     /// Apply committed ops in order while we hold them (verified).
@@ -903,6 +938,10 @@ impl<S: StateMachine> Replica<S> {
             self.read_round_confirmed = self.read_round;
             return;
         }
+        self.read_round_ping();
+    }
+
+    fn read_round_ping(&mut self) {
         let mut header = self.header_base(Command::Ping);
         header.context.set(self.read_round as u128);
         let message = Message::new(header, &[]);
@@ -1066,7 +1105,11 @@ impl<S: StateMachine> Replica<S> {
             panic!("superblock write done without a write in flight");
         };
         assert!(written.sequence == sequence);
-        let checkpoint_changed = written.checkpoint_checksum != self.superblock.checkpoint_checksum;
+        self.superblock_repairing = false;
+        // Every new checkpoint goes to the other area, so the area tells a
+        // change even when a sync reinstalls the checkpoint we already named.
+        let checkpoint_changed = written.checkpoint_area != self.superblock.checkpoint_area
+            || written.checkpoint_checksum != self.superblock.checkpoint_checksum;
         self.superblock = written;
         if checkpoint_changed {
             self.checkpoint_durable();

@@ -170,7 +170,7 @@ impl<S: StateMachine> Replica<S> {
         config.validate().map_err(OpenError::Config)?;
         let mut zone = vec![0u8; SUPERBLOCK_COPIES * SUPERBLOCK_COPY_SIZE];
         storage.read(Zone::Superblock, 0, &mut zone);
-        let superblock = superblock::open(&zone).map_err(OpenError::Superblock)?;
+        let (superblock, unanimous) = superblock::open(&zone).map_err(OpenError::Superblock)?;
         if superblock.cluster != config.cluster {
             return Err(OpenError::ForeignData { what: "cluster" });
         }
@@ -184,6 +184,16 @@ impl<S: StateMachine> Replica<S> {
         replica.open_checkpoint(storage);
         replica.open_journal(storage);
         replica.open_status();
+        if !unanimous {
+            // Make the chosen version durable on every copy before acting on
+            // it (see `superblock::open`): until a superblock write completes
+            // the replica ignores messages and ticks.
+            replica.superblock_repairing = true;
+            if replica.superblock_writing.is_none() {
+                let next = replica.superblock.successor();
+                replica.superblock_write(next);
+            }
+        }
         Ok(replica)
     }
 
@@ -204,6 +214,7 @@ impl<S: StateMachine> Replica<S> {
             journal,
             superblock_writing: None,
             superblock_queued: false,
+            superblock_repairing: false,
             status: Status::Normal,
             view: superblock.view,
             log_view: superblock.log_view,

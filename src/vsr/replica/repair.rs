@@ -27,6 +27,9 @@ pub struct SyncState {
     /// Newest checkpoint a peer told us about.
     pub peer_checkpoint: (u64, u128),
     pub tick_progress: u64,
+    /// Last tick a checkpoint piece arrived: a fetch that stalls is dropped
+    /// (and retried against the newest checkpoint a peer announced).
+    pub tick_piece: u64,
     pub commit_min_seen: u64,
     /// Primary's head (op, checksum) from its heartbeat: what to fetch next.
     /// Only valid in the view it was heard in: a replayed prepare of an
@@ -173,11 +176,21 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn sync_maybe_start(&mut self) {
-        if self.sync.installing.is_some() || self.checkpoint_pending.is_some() {
+        if self.sync.target.is_some() || self.sync.installing.is_some() {
+            return;
+        }
+        if self.checkpoint_pending.is_some() {
             return;
         }
         if self.status == Status::Normal && self.is_primary() {
             return; // The primary holds the canonical log: it never syncs.
+        }
+        if let Some(needed) = self.sync.needed_checkpoint {
+            // Our own checkpoint is unreadable: fetch it (or a newer one)
+            // again whenever no fetch is under way.
+            self.sync.tick_piece = self.tick;
+            self.sync.target = Some(needed.max(self.sync.peer_checkpoint));
+            return;
         }
         if self.commit_min != self.sync.commit_min_seen || self.commit_min >= self.commit_max {
             self.sync.commit_min_seen = self.commit_min;
@@ -187,6 +200,7 @@ impl<S: StateMachine> Replica<S> {
         let stuck = self.tick >= self.sync.tick_progress + self.config.tick_sync_stuck;
         let (peer_op, peer_id) = self.sync.peer_checkpoint;
         if stuck && peer_op > self.commit_min {
+            self.sync.tick_piece = self.tick;
             self.sync.target = Some((peer_op, peer_id));
             self.sync.buffer.clear();
             self.sync.total = 0;
@@ -195,6 +209,12 @@ impl<S: StateMachine> Replica<S> {
 
     fn sync_request(&mut self) {
         let Some((op, checksum)) = self.sync.target else { return };
+        if self.tick > self.sync.tick_piece + 4 * self.config.tick_sync_stuck {
+            self.sync.tick_piece = self.tick;
+            self.sync.target = None;
+            self.sync.buffer.clear();
+            return;
+        }
         let mut header = self.header_base(Command::RequestCheckpoint);
         header.checkpoint_op.set(op);
         header.context.set(checksum);
@@ -246,6 +266,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         self.sync.total = header.commit.get();
+        self.sync.tick_piece = self.tick;
         self.sync.buffer.extend_from_slice(message.body());
         if (self.sync.buffer.len() as u64) < self.sync.total {
             return self.sync_request();
