@@ -144,9 +144,10 @@ fn field<const N: usize>(b: &[u8], offset: usize) -> [u8; N] {
 
 /// Pick the newest version held by a quorum of copies. `zone` holds all
 /// copies. Returns the state and whether every copy holds it: if not, the
-/// caller must rewrite all copies before acting on it. Otherwise a crash
-/// during the next write could leave a quorum of an *older* version (new
-/// copy, the chosen version once, an older version twice) and the replica
+/// caller must rewrite the copies (with this very state) before acting on
+/// it. Otherwise a crash during the next write could leave a quorum of an
+/// *older* version (new copy, the chosen version once, an older version
+/// twice) and the replica
 /// would go back in time.
 pub fn open(zone: &[u8]) -> Result<(SuperblockState, bool), String> {
     assert!(zone.len() == SUPERBLOCK_COPIES * SUPERBLOCK_COPY_SIZE);
@@ -227,10 +228,10 @@ mod tests {
         let new = old.successor();
         // One torn new copy: the old version wins.
         let z = zone(&[new.clone(), old.clone(), old.clone(), old.clone()]);
-        assert_eq!(open(&z).map(|(s, all)| (s.sequence, all)), Ok((3, false)));
+        assert_eq!(open(&z).map(|(s, unanimous)| (s.sequence, unanimous)), Ok((3, false)));
         // Two new copies: the new version wins.
         let z = zone(&[new.clone(), new.clone(), old.clone(), old.clone()]);
-        assert_eq!(open(&z).map(|(s, all)| (s.sequence, all)), Ok((4, false)));
+        assert_eq!(open(&z).map(|(s, unanimous)| (s.sequence, unanimous)), Ok((4, false)));
     }
 
     #[test]

@@ -37,10 +37,22 @@ pub struct Slot {
 
 #[derive(Clone, Debug)]
 pub enum WriteKind {
-    Prepare { slot: u64, checksum: u128 },
-    HeaderSector { sector: u64, covers: Vec<(u64, u128)> },
-    Superblock { sequence: u64 },
-    Checkpoint { op: u64 },
+    Prepare {
+        slot: u64,
+        checksum: u128,
+    },
+    HeaderSector {
+        sector: u64,
+        covers: Vec<(u64, u128)>,
+    },
+    /// `half` 0 writes copies 0 and 1, half 1 copies 2 and 3.
+    Superblock {
+        sequence: u64,
+        half: u8,
+    },
+    Checkpoint {
+        op: u64,
+    },
 }
 
 pub struct Journal {

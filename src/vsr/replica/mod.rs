@@ -103,7 +103,10 @@ pub struct Replica<S: StateMachine> {
     superblock_writing: Option<SuperblockState>,
     superblock_queued: bool,
     /// Open found copies that disagree; nothing happens until all are rewritten.
-    superblock_repairing: bool,
+    pub(crate) superblock_repairing: bool,
+    /// Order in which copies are written (pairs); see `superblock_write_half`.
+    pub(crate) superblock_copy_order: [u8; 4],
+    superblock_copies_pending: u8,
 
     pub(crate) status: Status,
     pub(crate) view: u32,
@@ -384,7 +387,7 @@ impl<S: StateMachine> Replica<S> {
                     self.on_durable();
                 }
             }
-            WriteKind::Superblock { sequence } => self.superblock_done(sequence),
+            WriteKind::Superblock { sequence, half } => self.superblock_done(sequence, half),
             WriteKind::Checkpoint { op } => self.checkpoint_blob_done(op),
         }
         self.write(writes);
@@ -1081,30 +1084,49 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn superblock_write(&mut self, next: SuperblockState) {
         assert!(self.superblock_writing.is_none());
-        assert!(next.sequence == self.superblock.sequence + 1);
+        // A repair rewrites the current version itself; anything else moves on.
+        assert!(next.sequence > self.superblock.sequence || next == self.superblock);
         assert!(next.view >= self.superblock.view);
         assert!(next.log_view >= self.superblock.log_view);
-        let id = self.journal.write_id(WriteKind::Superblock { sequence: next.sequence });
-        let mut data = Vec::with_capacity(
-            crate::vsr::storage::SUPERBLOCK_COPIES * crate::vsr::storage::SUPERBLOCK_COPY_SIZE,
-        );
-        for copy in 0..crate::vsr::storage::SUPERBLOCK_COPIES {
-            data.extend_from_slice(&next.encode(copy as u8));
-        }
+        self.superblock_write_half(&next, 0);
         self.superblock_writing = Some(next);
-        self.write(vec![Write {
-            id,
-            zone: crate::vsr::storage::Zone::Superblock,
-            offset: 0,
-            data: data.into(),
-        }]);
     }
 
-    fn superblock_done(&mut self, sequence: u64) {
+    /// Copies are written two at a time, the second pair only after the
+    /// first is durable: a crash then tears at most one pair, so with at
+    /// most one copy corrupt some version always keeps two intact copies.
+    /// `superblock_copy_order` puts copies that do not hold the current
+    /// version first (after a non-unanimous open), so a torn repair never
+    /// destroys the version it repairs.
+    fn superblock_write_half(&mut self, next: &SuperblockState, half: u8) {
+        use crate::vsr::storage::{Zone, SUPERBLOCK_COPIES, SUPERBLOCK_COPY_SIZE};
+        const _: () = assert!(SUPERBLOCK_COPIES == 4);
+        let order = self.superblock_copy_order;
+        for copy in [order[2 * half as usize], order[2 * half as usize + 1]] {
+            let id = self.journal.write_id(WriteKind::Superblock { sequence: next.sequence, half });
+            let offset = (copy as usize * SUPERBLOCK_COPY_SIZE) as u64;
+            let data = next.encode(copy);
+            self.write(vec![Write { id, zone: Zone::Superblock, offset, data: data.into() }]);
+        }
+        self.superblock_copies_pending = 2;
+    }
+
+    fn superblock_done(&mut self, sequence: u64, half: u8) {
         let Some(written) = self.superblock_writing.take() else {
             panic!("superblock write done without a write in flight");
         };
         assert!(written.sequence == sequence);
+        assert!(self.superblock_copies_pending > 0);
+        self.superblock_copies_pending -= 1;
+        if self.superblock_copies_pending > 0 {
+            self.superblock_writing = Some(written);
+            return;
+        }
+        if half == 0 {
+            self.superblock_write_half(&written, 1);
+            self.superblock_writing = Some(written);
+            return;
+        }
         self.superblock_repairing = false;
         // Every new checkpoint goes to the other area, so the area tells a
         // change even when a sync reinstalls the checkpoint we already named.

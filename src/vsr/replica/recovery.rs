@@ -37,6 +37,18 @@ impl std::fmt::Display for OpenError {
     }
 }
 
+/// Copies that do not hold `chosen` first, then those that do.
+fn copy_order(zone: &[u8], chosen: &SuperblockState) -> [u8; 4] {
+    let holds = |copy: u8| {
+        let at = copy as usize * SUPERBLOCK_COPY_SIZE;
+        SuperblockState::decode(&zone[at..at + SUPERBLOCK_COPY_SIZE], copy)
+            .is_ok_and(|s| s == *chosen)
+    };
+    let mut order = [0u8, 1, 2, 3];
+    order.sort_by_key(|&copy| holds(copy));
+    order
+}
+
 /// The root prepare (op 0): identical on every replica of a group.
 pub fn root_prepare(config: &Config) -> Message {
     let mut header = Header::new(Command::Prepare);
@@ -183,17 +195,19 @@ impl<S: StateMachine> Replica<S> {
         let mut replica = Replica::blank(config, state_machine, superblock, seed);
         replica.open_checkpoint(storage);
         replica.open_journal(storage);
-        replica.open_status();
         if !unanimous {
             // Make the chosen version durable on every copy before acting on
-            // it (see `superblock::open`): until a superblock write completes
-            // the replica ignores messages and ticks.
+            // it (see `superblock::open`): until that write completes the
+            // replica ignores messages and ticks, and any superblock update
+            // open_status asks for is queued behind it.
             replica.superblock_repairing = true;
-            if replica.superblock_writing.is_none() {
-                let next = replica.superblock.successor();
-                replica.superblock_write(next);
-            }
+            replica.superblock_copy_order = copy_order(&zone, &replica.superblock);
+            // The very same bytes: the chosen version's copies only grow, so
+            // a torn repair can never hand the quorum to another version.
+            let same = replica.superblock.clone();
+            replica.superblock_write(same);
         }
+        replica.open_status();
         Ok(replica)
     }
 
@@ -215,6 +229,8 @@ impl<S: StateMachine> Replica<S> {
             superblock_writing: None,
             superblock_queued: false,
             superblock_repairing: false,
+            superblock_copy_order: [0, 1, 2, 3],
+            superblock_copies_pending: 0,
             status: Status::Normal,
             view: superblock.view,
             log_view: superblock.log_view,
