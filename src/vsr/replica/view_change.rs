@@ -315,7 +315,9 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         let mut writes = Vec::new();
-        for op in best.op + 1..=self.op {
+        // Never drop an op we executed: it is committed, whatever the best
+        // DoViewChange says (a lower head there would itself be a bug).
+        for op in best.op.max(self.commit_min) + 1..=self.op {
             self.journal.remove(op, self.config.cluster, self.config.group, &mut writes);
         }
         let low = self.commit_min + 1;
