@@ -19,13 +19,23 @@ cargo test --profile sim --features sim-bugs --test broken_variants
 step "fresh simulator seeds derived from the commit"
 commit=$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000)
 base=$(( 0x${commit:0:12} ))
-seeds=${TOASTY_FRESH_SEEDS:-1000}
-# Only the quiet profile runs fresh seeds in CI for now: the fault profiles
-# still find open violations (see the foundation issue's note); their
-# passing seeds are pinned in tests/regression_seeds.txt instead.
-./target/sim/toasty-sim --seeds "$base..$(( base + seeds ))" --faults quiet > target/fresh-seeds.log
-tail -n 1 target/fresh-seeds.log
-echo "fresh seeds $base..$(( base + seeds )): $(grep -c '"result":"ok"' target/fresh-seeds.log) ok"
+box=${TOASTY_FRESH_SECONDS:-150}
+# Two processes, one per core, each time-boxed: every fault (R=3 x N=2) and
+# five replicas (R=5 x N=1). Then quiet seeds, which are fast. Any
+# violation fails CI and prints the command that replays it.
+./target/sim/toasty-sim --seeds "$base..$(( base + 100000 ))" --time-limit "$box" > target/fresh-default.log &
+default_pid=$!
+./target/sim/toasty-sim --seeds "$(( base + 200000 ))..$(( base + 300000 ))" --replicas 5 --groups 1 --time-limit "$box" > target/fresh-r5.log &
+r5_pid=$!
+status=0
+wait $default_pid || status=1
+wait $r5_pid || status=1
+./target/sim/toasty-sim --seeds "$(( base + 400000 ))..$(( base + 400300 ))" --faults quiet > target/fresh-quiet.log || status=1
+for log in target/fresh-default.log target/fresh-r5.log target/fresh-quiet.log; do
+  echo "$log: $(grep -c '"result":"ok"' "$log") ok, $(grep -c '"result":"violation"' "$log") violations"
+  grep -A1 VIOLATION "$log" || true
+done
+[ "$status" -eq 0 ] || { echo "fresh seeds found a violation"; exit 1; }
 
 step "fuzz smoke runs (fixed seed, bounded time)"
 if rustup toolchain list 2>/dev/null | grep -q nightly; then

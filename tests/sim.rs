@@ -48,8 +48,7 @@ fn same_seed_same_trace_hash() {
     }
 }
 
-/// Seeds with network faults, crashes and disk faults that pass today.
-/// A failure here is a regression; see tests/regression_seeds.txt.
+/// Seeds that once found a bug: a failure here is a regression.
 #[test]
 fn regression_seeds() {
     let text = include_str!("regression_seeds.txt");
@@ -61,7 +60,11 @@ fn regression_seeds() {
             Some("quiet") => FaultProfile::Quiet,
             other => panic!("bad profile {other:?} in regression_seeds.txt"),
         };
-        let seed: u64 = fields.next().and_then(|s| s.parse().ok()).expect("seed");
-        assert_ok(options(seed, 3, 2, profile));
+        let mut number = || fields.next().and_then(|s| s.parse::<u64>().ok());
+        let (seed, replicas, groups) = (number(), number(), number());
+        let (Some(seed), Some(replicas), Some(groups)) = (seed, replicas, groups) else {
+            panic!("regression_seeds.txt: expected `profile seed replicas groups`: {line}");
+        };
+        assert_ok(options(seed, replicas as u8, groups as u32, profile));
     }
 }

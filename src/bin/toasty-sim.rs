@@ -37,6 +37,9 @@ struct Args {
     /// Stop at the first violation.
     #[arg(long)]
     fail_fast: bool,
+    /// Start no new seed after this many seconds (a time box for CI).
+    #[arg(long)]
+    time_limit: Option<u64>,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -87,7 +90,13 @@ fn main() {
         std::process::exit(2);
     }
     let mut failures = 0u64;
+    let mut seeds_run = 0u64;
+    let started = std::time::Instant::now();
     for seed in first..end {
+        if args.time_limit.is_some_and(|limit| started.elapsed().as_secs() >= limit) {
+            break;
+        }
+        seeds_run += 1;
         let options = SimOptions {
             replica_count: args.replicas,
             group_count: args.groups,
@@ -112,5 +121,10 @@ fn main() {
             break;
         }
     }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "toasty-sim: {seeds_run} seeds from {first} in {seconds:.1} s ({:.0} seeds/min), {failures} with violations",
+        seeds_run as f64 * 60.0 / seconds.max(0.001)
+    );
     std::process::exit(if failures == 0 { 0 } else { 1 });
 }

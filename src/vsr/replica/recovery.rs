@@ -433,7 +433,15 @@ impl<S: StateMachine> Replica<S> {
             }
             None => {}
         }
-        // The checkpoint op itself is committed: its header is known.
+        // The checkpoint op itself is committed and its header is in the
+        // superblock: the chain's anchor even if its WAL slot is unreadable.
+        if self.journal.header(sb.checkpoint_op).is_none()
+            && self.op < sb.checkpoint_op + self.config.wal_slot_count
+        {
+            let mut writes = Vec::new();
+            self.journal.set(sb.checkpoint_header, None, &mut writes);
+            assert!(writes.is_empty());
+        }
         if let Some(slot) = self.slot_mut(sb.checkpoint_op) {
             slot.verified =
                 slot.header.is_some_and(|h| h.checksum == sb.checkpoint_header.checksum);
