@@ -274,6 +274,12 @@ impl Journal {
         self.slots[slot as usize] = entry;
     }
 
+    /// At open: the redundant header the disk holds for `slot`.
+    pub fn header_ring_recovered(&mut self, slot: u64, header: Header) {
+        assert!(header.op.get() % self.slot_count == slot);
+        self.header_ring[slot as usize] = header;
+    }
+
     /// Rewrite the redundant header of a recovered slot whose header was
     /// lost or torn but whose prepare is intact.
     pub fn header_fix(&mut self, slot: u64, header: Header, out: &mut Vec<Write>) {

@@ -313,6 +313,19 @@ impl<S: StateMachine> Replica<S> {
             let header_bytes =
                 &headers[slot as usize * HEADER_SIZE..(slot as usize + 1) * HEADER_SIZE];
             found.push(slot_decide(&self.config, slot, header_bytes, &prepare));
+            // The in-memory header ring starts as what the disk holds: the
+            // next header-sector write rewrites 16 slots at once and must not
+            // erase a durable header (the proof that a prepare we acknowledged
+            // went missing) with a blank one.
+            let max = self.config.message_size_max as usize;
+            if let Ok(header) = header_parse(header_bytes, max) {
+                let ours = header.cluster.get() == self.config.cluster
+                    && header.group.get() == self.config.group
+                    && header.op.get() % slots == slot;
+                if ours {
+                    self.journal.header_ring_recovered(slot, header);
+                }
+            }
         }
         self.journal_rebuild(found);
     }
