@@ -19,13 +19,14 @@ cargo test --profile sim --features sim-bugs --test broken_variants
 step "fresh simulator seeds derived from the commit"
 commit=$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000)
 base=$(( 0x${commit:0:12} ))
-box=${TOASTY_FRESH_SECONDS:-150}
-# Two processes, one per core, each time-boxed: every fault (R=3 x N=2) and
-# five replicas (R=5 x N=1). Then quiet seeds, which are fast. Any
+count=${TOASTY_FRESH_SEEDS:-200}
+# A fixed count (not a time box), so a commit's seeds are the same on every
+# machine and a failure replays exactly. Two processes, one per core: every
+# fault at R=3 x N=2, and R=5 x N=1. Then quiet seeds, which are fast. Any
 # violation fails CI and prints the command that replays it.
-./target/sim/toasty-sim --seeds "$base..$(( base + 100000 ))" --time-limit "$box" > target/fresh-default.log &
+./target/sim/toasty-sim --seeds "$base..$(( base + count ))" > target/fresh-default.log &
 default_pid=$!
-./target/sim/toasty-sim --seeds "$(( base + 200000 ))..$(( base + 300000 ))" --replicas 5 --groups 1 --time-limit "$box" > target/fresh-r5.log &
+./target/sim/toasty-sim --seeds "$(( base + 200000 ))..$(( base + 200000 + count ))" --replicas 5 --groups 1 > target/fresh-r5.log &
 r5_pid=$!
 status=0
 wait $default_pid || status=1

@@ -5,7 +5,7 @@
 use toasty::sim::cluster::{run, FaultProfile, SimOptions};
 use toasty::vsr::config::Bug;
 
-const SEEDS_MAX: u64 = 64;
+const SEEDS_MAX: u64 = 128;
 
 fn caught(bug: Bug) {
     for seed in 1..=SEEDS_MAX {

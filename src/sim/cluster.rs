@@ -218,7 +218,16 @@ impl Cluster {
                     } as u32,
                     10_000,
                 ),
-                crash_all: Ratio::new(fault_prng.range_inclusive(0, 1) as u32, 10_000),
+                // Whole-cluster crashes right after commits are what expose an
+                // acknowledgement sent before the write was durable.
+                crash_all: Ratio::new(
+                    if fault_prng.range_inclusive(0, 3) == 0 {
+                        fault_prng.range_inclusive(5, 30)
+                    } else {
+                        fault_prng.range_inclusive(0, 1)
+                    } as u32,
+                    10_000,
+                ),
                 restart: Ratio::new(fault_prng.range_inclusive(1, 10) as u32, 100),
                 message_corrupt: Ratio::new(fault_prng.range_inclusive(0, 5) as u32, 1000),
             }

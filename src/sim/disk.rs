@@ -76,7 +76,14 @@ impl DiskOptions {
             // Up to 1 s, as TigerBeetle's write latency.
             // Ticks are 10 ms: a disk slower than ~100 ms per write is broken
             // hardware, not a fault the protocol must make progress through.
-            write_latency_mean: prng.range_inclusive(1, 10).max(write_latency_min),
+            // A quarter of the disks are slow (up to 400 ms per write): that is
+            // when a write is most likely in flight at a crash.
+            write_latency_mean: if prng.range_inclusive(0, 3) == 0 {
+                prng.range_inclusive(10, 40)
+            } else {
+                prng.range_inclusive(1, 10)
+            }
+            .max(write_latency_min),
             read_fault: Ratio::new(prng.range_inclusive(0, 100) as u32, 10_000),
             write_fault: Ratio::new(prng.range_inclusive(0, 100) as u32, 10_000),
             misdirect: Ratio::new(prng.range_inclusive(0, 100) as u32, 10_000),
