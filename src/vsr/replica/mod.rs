@@ -698,6 +698,13 @@ impl<S: StateMachine> Replica<S> {
         if self.bug(Bug::NoParentCheck) {
             return;
         }
+        // Only a verified op vouches for its parent. Walking down from an
+        // unverified head would "verify" a stale branch that merely chains
+        // onto itself (seed 63061: a new primary installed its own stale
+        // ops 1..3 this way and a later view committed one of them).
+        if !self.journal.entry(op_from).is_some_and(|slot| slot.verified) {
+            return;
+        }
         let mut op = op_from;
         let mut writes = Vec::new();
         while op > self.commit_min + 1 {
@@ -744,10 +751,15 @@ impl<S: StateMachine> Replica<S> {
         self.commit_max = self.commit_max.max(commit);
     }
 
-    /// The highest op such that every op from the commit point up to it is
+    /// The highest op such that every op from the checkpoint up to it is
     /// durable and on the verified chain: what we may acknowledge.
     pub(crate) fn op_durable_contiguous(&self) -> u64 {
-        let mut op = self.commit_min;
+        // From the checkpoint, not from commit_min: a backup executes an op
+        // as soon as the primary says it committed, durable here or not, and
+        // acknowledging later ops over such a hole broke the rule restart
+        // relies on ("an op above a hole was never acknowledged"; seed
+        // 60360 lost a committed op that way). Bounded by the ring size.
+        let mut op = self.checkpoint_op;
         while op < self.op {
             let Some(slot) = self.journal.entry(op + 1) else { break };
             let durable =
