@@ -64,6 +64,21 @@ pub struct ViewChangeState {
     pub canonical: Option<(u32, u64, u128)>,
     /// View changes started since the last one that completed.
     pub attempts: u32,
+    /// Uncommitted ops whose canonical checksum no verified chain names,
+    /// decided by the nack rule (`nack_decide`) for the current view change.
+    pub adopted: BTreeMap<u64, u128>,
+}
+
+/// What the new primary may do about an uncommitted op whose canonical
+/// checksum it does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NackDecision {
+    /// Exactly one candidate could have been committed: keep it.
+    Adopt(u128),
+    /// No candidate and no unseen header could have been committed.
+    Truncate,
+    /// A faulty or silent replica could hold the committed one: wait.
+    Wait,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -87,6 +102,7 @@ impl<S: StateMachine> Replica<S> {
         vc.dvc_from.clear();
         vc.canonical = None;
         vc.wait = None;
+        vc.adopted.clear();
         self.svc_send();
         self.dvc_maybe();
     }
@@ -353,16 +369,36 @@ impl<S: StateMachine> Replica<S> {
     fn view_change_truncate(&mut self) -> bool {
         let mut op = self.commit_min + 1;
         while op <= self.op {
-            let expected = self.expected_checksum(op);
+            let mut expected = self.expected_checksum(op);
+            let mut denied = false;
+            if expected.is_none() && op > self.commit_max {
+                // No verified chain names this op (seed 83010: the op above
+                // it is missing everywhere). Decide it from what the
+                // DoViewChanges hold, then carry on upwards.
+                let parent = self.journal.header(op - 1).map(|h| h.checksum.get());
+                match self.nack_decide(op, parent) {
+                    NackDecision::Adopt(checksum) => {
+                        self.view_change.adopted.insert(op, checksum);
+                        expected = Some(checksum);
+                    }
+                    NackDecision::Truncate => denied = true,
+                    NackDecision::Wait => return false,
+                }
+            }
             if expected.is_some_and(|c| self.journal.has_prepare(op, c)) {
+                if let Some(slot) = self.slot_mut(op) {
+                    slot.verified = true;
+                }
                 op += 1;
                 continue;
             }
             if op <= self.commit_max {
                 return false; // Committed: must be repaired, never dropped.
             }
-            let nacks = self.nacks(op, expected);
-            if nacks < self.config.quorum_nack() {
+            if self.view_change.adopted.contains_key(&op) {
+                return false; // Possibly committed: repair fetches it.
+            }
+            if !denied && self.nacks(op, expected) < self.config.quorum_nack() {
                 return false;
             }
             let mut writes = Vec::new();
@@ -391,8 +427,55 @@ impl<S: StateMachine> Replica<S> {
         nacks
     }
 
+    /// For an uncommitted op with no known canonical checksum: a header
+    /// could have been committed only if fewer than a nack quorum of the
+    /// DoViewChanges deny it (a hole, or a different header: a replica only
+    /// replaces an acknowledged prepare when a view change proved it
+    /// uncommitted). A header whose parent is not the op below cannot be
+    /// committed. Faulty slots and entries outside a sender's window deny
+    /// nothing.
+    fn nack_decide(&self, op: u64, parent: Option<u128>) -> NackDecision {
+        let Some(parent) = parent else { return NackDecision::Wait };
+        let mut holds: Vec<Option<u128>> = Vec::new(); // None: denies every header.
+        let mut candidates: Vec<u128> = Vec::new();
+        for dvc in self.view_change.dvc_from.values() {
+            match dvc.entries.get(&op) {
+                Some(DvcEntry::Hole) => holds.push(None),
+                Some(DvcEntry::Have(h)) | Some(DvcEntry::Unverified(h)) => {
+                    if h.parent.get() == parent {
+                        holds.push(Some(h.checksum.get()));
+                        if !candidates.contains(&h.checksum.get()) {
+                            candidates.push(h.checksum.get());
+                        }
+                    } else {
+                        holds.push(None);
+                    }
+                }
+                Some(DvcEntry::Faulty) | None => {}
+            }
+        }
+        let quorum = self.config.quorum_nack();
+        if holds.len() < quorum {
+            return NackDecision::Wait; // A header nobody reported could be committed.
+        }
+        let possible: Vec<u128> = candidates
+            .into_iter()
+            .filter(|c| holds.iter().filter(|h| **h != Some(*c)).count() < quorum)
+            .collect();
+        match possible[..] {
+            [] => NackDecision::Truncate,
+            [checksum] => NackDecision::Adopt(checksum),
+            _ => NackDecision::Wait,
+        }
+    }
+
     /// The checksum the canonical log has at `op`, if known.
     pub(crate) fn expected_checksum(&self, op: u64) -> Option<u128> {
+        if self.status == Status::ViewChange {
+            if let Some(checksum) = self.view_change.adopted.get(&op) {
+                return Some(*checksum);
+            }
+        }
         if let Some(header) = self.journal.header(op) {
             if self.journal.entry(op).is_some_and(|s| s.verified) {
                 return Some(header.checksum.get());
