@@ -3,9 +3,11 @@
 //! Each group has its own packet simulator and each replica its own disk;
 //! everything draws from per-subsystem PRNGs forked from the seed, so a run
 //! is a pure function of (seed, options, code). The run has a safety phase
-//! (all faults on, crashes and restarts, including the whole cluster) and a
-//! liveness phase (faults healed, everything restarted) that must converge
-//! within a bounded number of ticks. Checkers run throughout and at the end.
+//! (storms with every fault on, crashes and restarts, including the whole
+//! cluster, separated by calms) and a liveness phase (a random quorum per
+//! group healed and restarted, the rest still faulty) whose core must
+//! converge within a bounded number of ticks. Checkers run throughout and
+//! at the end. See ARCHITECTURE.md, "Simulator phases".
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -55,7 +57,7 @@ impl SimOptions {
             requests: 2000,
             profile: FaultProfile::Default,
             bug: Bug::None,
-            ticks_safety_max: 100_000,
+            ticks_safety_max: 300_000,
             ticks_liveness_max: 20_000,
         }
     }
@@ -98,6 +100,13 @@ struct Faults {
     crash_all: Ratio,
     restart: Ratio,
     message_corrupt: Ratio,
+    /// Weather: the safety phase alternates storms (every fault of the
+    /// seed) and calms (network healed, no crashes, crashed replicas
+    /// restart) of durations drawn from these inclusive ranges. Without
+    /// calms, the swarm's harshest draws leave a group in view changes for
+    /// the whole phase and the seed tests little beyond the view change.
+    storm_ticks: (u64, u64),
+    calm_ticks: (u64, u64),
 }
 
 struct Node {
@@ -125,8 +134,13 @@ pub struct Cluster {
     faults_enabled: bool,
     trace: xxhash_rust::xxh3::Xxh3,
     result: SimResult,
-    /// In the liveness phase: faults healed, no new requests.
+    /// In the liveness phase: faults healed on a core, no new requests.
     liveness: bool,
+    /// In the safety phase: true during a storm, false during a calm.
+    storm: bool,
+    weather_change_tick: u64,
+    /// Per group, per replica: the liveness phase's healed core.
+    core: Vec<Vec<bool>>,
     /// `TOASTY_SIM_LOG=1` prints crashes, boots, views and commits to stderr
     /// (for debugging a failing seed; off by default, it costs nothing then).
     log: bool,
@@ -198,6 +212,8 @@ impl Cluster {
                 crash_all: Ratio::zero(),
                 restart: Ratio::one(),
                 message_corrupt: Ratio::new(fault_prng.range_inclusive(0, 5) as u32, 1000),
+                storm_ticks: (2_000, 15_000),
+                calm_ticks: (500, 4_000),
             }
         } else if quiet {
             Faults {
@@ -205,6 +221,8 @@ impl Cluster {
                 crash_all: Ratio::zero(),
                 restart: Ratio::one(),
                 message_corrupt: Ratio::zero(),
+                storm_ticks: (0, 0),
+                calm_ticks: (0, 0),
             }
         } else {
             Faults {
@@ -230,6 +248,8 @@ impl Cluster {
                 ),
                 restart: Ratio::new(fault_prng.range_inclusive(1, 10) as u32, 100),
                 message_corrupt: Ratio::new(fault_prng.range_inclusive(0, 5) as u32, 1000),
+                storm_ticks: (2_000, 15_000),
+                calm_ticks: (500, 4_000),
             }
         };
         let mut groups = Vec::new();
@@ -262,6 +282,9 @@ impl Cluster {
             result,
             log: std::env::var_os("TOASTY_SIM_LOG").is_some(),
             liveness: false,
+            storm: !quiet,
+            weather_change_tick: 0,
+            core: Vec::new(),
         }
     }
 
@@ -330,28 +353,46 @@ impl Cluster {
                 self.boot(g, r);
             }
         }
-        // Safety phase: everything may break.
+        // Safety phase: everything may break, in storms separated by calms.
+        if self.storm {
+            self.weather_change_tick =
+                self.prng.range_inclusive(self.faults.storm_ticks.0, self.faults.storm_ticks.1);
+        }
         while self.tick < self.options.ticks_safety_max
             && self.requests_acked() < self.options.requests
             && self.result.violation.is_none()
         {
+            self.weather_maybe_change();
             self.step();
         }
-        // Liveness phase: heal everything, issue no new requests; every
-        // request in flight must complete and every replica converge.
+        // Liveness phase: heal a random quorum of each group (the core) and
+        // issue no new requests; the other replicas keep crashing and their
+        // paths keep their faults. Every request in flight must complete and
+        // the core must converge (TigerBeetle's VOPR does the same).
         self.liveness = true;
-        self.faults_enabled = false;
-        for group in &mut self.groups {
-            group.network.set_faults(false);
-            for node in &mut group.nodes {
-                node.disk.set_faults(false);
+        let quorum = Config::test_min(0, 0, 0, self.options.replica_count).quorum_replication();
+        let replica_count = self.options.replica_count as usize;
+        for g in 0..self.groups.len() {
+            let mut replicas: Vec<usize> = (0..replica_count).collect();
+            self.prng.shuffle(&mut replicas);
+            let mut core = vec![false; replica_count];
+            for &r in &replicas[..quorum] {
+                core[r] = true;
             }
+            let group = &mut self.groups[g];
+            group.network.set_faults(true);
+            group.network.heal_core(&core);
+            for (r, node) in group.nodes.iter_mut().enumerate() {
+                node.disk.set_faults(!core[r] && self.options.profile == FaultProfile::Default);
+            }
+            self.core.push(core);
         }
+        self.faults_enabled = self.options.profile != FaultProfile::Quiet;
         let liveness_end = self.tick + self.options.ticks_liveness_max;
         while self.tick < liveness_end && self.result.violation.is_none() {
             for g in 0..self.groups.len() {
                 for r in 0..self.groups[g].nodes.len() {
-                    if self.groups[g].nodes[r].replica.is_none() {
+                    if self.core[g][r] && self.groups[g].nodes[r].replica.is_none() {
                         self.boot(g, r);
                     }
                 }
@@ -379,10 +420,11 @@ impl Cluster {
         self.result
     }
 
+    /// Every core replica caught up with the group's commit, every client idle.
     fn converged(&self) -> bool {
-        self.groups.iter().all(|group| {
+        self.groups.iter().zip(&self.core).all(|(group, core)| {
             let commit = group.committed.keys().next_back().copied().unwrap_or(0);
-            group.nodes.iter().all(|node| {
+            group.nodes.iter().zip(core).filter(|(_, c)| **c).all(|(node, _)| {
                 node.replica.as_ref().is_some_and(|r| {
                     r.status() == Status::Normal
                         && r.commit_min() == commit
@@ -468,6 +510,24 @@ impl Cluster {
         }
     }
 
+    /// Storm ↔ calm. A calm heals the network and stops crashes (crashed
+    /// replicas still restart); disks keep their faults, bounded by the atlas.
+    fn weather_maybe_change(&mut self) {
+        if self.options.profile == FaultProfile::Quiet || self.tick < self.weather_change_tick {
+            return;
+        }
+        self.storm = !self.storm;
+        let range = if self.storm { self.faults.storm_ticks } else { self.faults.calm_ticks };
+        self.weather_change_tick = self.tick + self.prng.range_inclusive(range.0, range.1);
+        self.faults_enabled = self.storm;
+        if self.log {
+            eprintln!("{} weather: {}", self.tick, if self.storm { "storm" } else { "calm" });
+        }
+        for group in &mut self.groups {
+            group.network.set_faults(self.storm);
+        }
+    }
+
     fn step(&mut self) {
         self.tick += 1;
         for g in 0..self.groups.len() {
@@ -481,9 +541,7 @@ impl Cluster {
     fn step_group(&mut self, g: usize) {
         let tick = self.tick;
         let replica_count = self.options.replica_count as usize;
-        if self.faults_enabled {
-            self.crash_maybe(g);
-        }
+        self.crash_maybe(g);
         // Disks: completed writes are durable now.
         for r in 0..replica_count {
             let done = self.groups[g].nodes[r].disk.tick(tick);
@@ -494,8 +552,8 @@ impl Cluster {
         // Network.
         self.groups[g].network.tick(tick);
         let deliveries = self.groups[g].network.deliver(tick);
-        for (_from, to, bytes) in deliveries {
-            self.deliver(g, to, bytes);
+        for (from, to, bytes) in deliveries {
+            self.deliver(g, from, to, bytes);
         }
         // Ticks and clients.
         for r in 0..replica_count {
@@ -510,10 +568,15 @@ impl Cluster {
         }
     }
 
-    fn deliver(&mut self, g: usize, to: usize, bytes: Rc<[u8]>) {
+    fn deliver(&mut self, g: usize, from: usize, to: usize, bytes: Rc<[u8]>) {
         let replica_count = self.options.replica_count as usize;
         let mut bytes = bytes.to_vec();
-        if self.faults_enabled && self.prng.chance(self.faults.message_corrupt) && !bytes.is_empty()
+        let healed = |node: usize| node >= replica_count || self.core[g][node];
+        let path_faulty = !self.liveness || !(healed(from) && healed(to));
+        if self.faults_enabled
+            && path_faulty
+            && self.prng.chance(self.faults.message_corrupt)
+            && !bytes.is_empty()
         {
             let bit = self.prng.index(bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
@@ -644,9 +707,17 @@ impl Cluster {
         }
     }
 
+    /// Crashes only while faults are on, and never a core replica in the
+    /// liveness phase; restarts in any weather.
     fn crash_maybe(&mut self, g: usize) {
         let replica_count = self.options.replica_count as usize;
-        if self.prng.chance(self.faults.crash_all) {
+        if self.options.profile == FaultProfile::Quiet {
+            return;
+        }
+        // Whole-cluster crashes strike in calms too: they are what catches
+        // an acknowledgement sent before its write was durable, and that
+        // needs commits, which storms hardly allow.
+        if !self.liveness && self.prng.chance(self.faults.crash_all) {
             for r in 0..replica_count {
                 self.crash(g, r);
             }
@@ -654,7 +725,8 @@ impl Cluster {
         }
         for r in 0..replica_count {
             let up = self.groups[g].nodes[r].replica.is_some();
-            if up && self.prng.chance(self.faults.crash) {
+            let may_crash = self.faults_enabled && !(self.liveness && self.core[g][r]);
+            if up && may_crash && self.prng.chance(self.faults.crash) {
                 self.crash(g, r);
             } else if !up && self.prng.chance(self.faults.restart) {
                 self.boot(g, r);
@@ -709,8 +781,14 @@ impl Cluster {
             }
             let mut expected = Vec::new();
             model.snapshot(&mut expected);
-            for node in &group.nodes {
+            let commit = committed.last().map(|op| op.op).unwrap_or(0);
+            for (r, node) in group.nodes.iter().enumerate() {
                 let Some(replica) = &node.replica else { continue };
+                // The core converged; a replica outside it is compared only
+                // if it caught up as well.
+                if !self.core[g][r] && replica.commit_min() != commit {
+                    continue;
+                }
                 let mut actual = Vec::new();
                 replica.state_machine().snapshot(&mut actual);
                 if actual != expected {

@@ -194,6 +194,9 @@ struct Partition {
 pub struct Network<T: Clone> {
     options: NetworkOptions,
     faults_enabled: bool,
+    /// Per replica: healed by `heal_core` (clients always count as healed).
+    /// Empty unless a core was healed.
+    core: Vec<bool>,
     /// Indexed by `from * node_count + to`.
     paths: Vec<Path<T>>,
     partition: Partition,
@@ -227,6 +230,7 @@ impl<T: Clone> Network<T> {
         Network {
             options,
             faults_enabled: true,
+            core: Vec::new(),
             paths,
             partition,
             sequence_next: 0,
@@ -295,7 +299,7 @@ impl<T: Clone> Network<T> {
                 self.stats.dropped_partition += 1;
                 continue;
             }
-            let faulty = self.faults_enabled && from != to;
+            let faulty = self.faults_enabled && from != to && !self.path_healed(from, to);
             if faulty && self.prng_loss.chance(self.options.packet_loss) {
                 self.stats.dropped_loss += 1;
                 continue;
@@ -325,15 +329,45 @@ impl<T: Clone> Network<T> {
         if !self.faults_enabled {
             return;
         }
-        self.tick_partition(now);
+        if self.core.is_empty() {
+            self.tick_partition(now);
+        }
         self.tick_clogs(now);
     }
 
-    /// `false` starts the liveness phase: heal every partition and clog, and
-    /// stop loss, replay, clogs and partitions. Delays stay, and so does the
+    /// The liveness phase's healing: paths between `core` replicas (and
+    /// between them and clients) lose every fault, partitions end for good,
+    /// and paths touching any other replica keep their loss, replay and
+    /// clogs, as a real cluster's sick node would.
+    pub fn heal_core(&mut self, core: &[bool]) {
+        assert_eq!(core.len(), self.options.replica_count);
+        assert!(core.iter().any(|&c| c), "a core has at least one replica");
+        self.core = core.to_vec();
+        self.partition.active = false;
+        self.partition.side.fill(false);
+        let node_count = self.options.node_count;
+        for index in 0..self.paths.len() {
+            if self.path_healed(index / node_count, index % node_count) {
+                self.paths[index].clogged_until_tick = 0;
+            }
+        }
+    }
+
+    /// True if both ends are healed core members (or clients).
+    fn path_healed(&self, from: usize, to: usize) -> bool {
+        if self.core.is_empty() {
+            return false;
+        }
+        let healed = |node: usize| node >= self.options.replica_count || self.core[node];
+        healed(from) && healed(to)
+    }
+
+    /// `false` starts a calm: heal every partition and clog, and stop loss,
+    /// replay, clogs and partitions (`true` ends it, and forgets a healed core). Delays stay, and so does the
     /// path capacity, since it is a bound rather than a fault.
     pub fn set_faults(&mut self, enabled: bool) {
         self.faults_enabled = enabled;
+        self.core.clear();
         if !enabled {
             self.partition.active = false;
             self.partition.side.fill(false);
@@ -438,6 +472,8 @@ impl<T: Clone> Network<T> {
 
     fn tick_clogs(&mut self, now: u64) {
         let node_count = self.options.node_count;
+        let replica_count = self.options.replica_count;
+        let core = &self.core;
         for (path_index, path) in self.paths.iter_mut().enumerate() {
             if path_index / node_count == path_index % node_count {
                 continue; // Loopback never clogs.
@@ -445,7 +481,11 @@ impl<T: Clone> Network<T> {
             // Draw for every path every tick, clogged or not, so the stream
             // does not depend on which paths happen to be clogged.
             let clog = self.prng_clog.chance(self.options.path_clog);
-            if clog && now >= path.clogged_until_tick {
+            let healed = !core.is_empty() && {
+                let healed = |node: usize| node >= replica_count || core[node];
+                healed(path_index / node_count) && healed(path_index % node_count)
+            };
+            if clog && !healed && now >= path.clogged_until_tick {
                 let duration_ticks =
                     self.prng_clog.exponential(self.options.path_clog_duration_mean);
                 path.clogged_until_tick = now + duration_ticks;
