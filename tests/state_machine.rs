@@ -103,6 +103,13 @@ fn model_valid(request: &Request) -> bool {
             };
             key_valid(key) && etag_valid
         }
+        Request::Batch(requests) => {
+            (1..=64).contains(&requests.len())
+                && requests.iter().all(|request| {
+                    matches!(request, Request::PutObject { .. } | Request::DeleteObject { .. })
+                        && model_valid(request)
+                })
+        }
         Request::ListBuckets => true,
         Request::HeadObject { key, .. } => key_valid(key),
         Request::ListObjects { prefix, start_after, .. } => {
@@ -152,6 +159,9 @@ impl Model {
                     }
                 }
                 Reply::ObjectDeleted { existed: self.objects.remove(&(bucket_id, key)).is_some() }
+            }
+            Request::Batch(requests) => {
+                Reply::Batch(requests.iter().map(|request| self.write(op, request)).collect())
             }
             _ => Reply::BadRequest, // a read sent to commit
         }
@@ -330,6 +340,31 @@ fn list_bound() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![4 => select(common), 1 => bytes_from(b"ab/", 0..4)].boxed()
 }
 
+/// Mostly batches of object writes, sometimes an invalid one (empty, too
+/// long, or holding another request).
+fn batch() -> BoxedStrategy<Request> {
+    prop_oneof![
+        20 => vec(object_write(), 1..6).prop_map(Request::Batch),
+        1 => Just(Request::Batch(Vec::new())),
+        1 => vec(object_write(), 65..67).prop_map(Request::Batch),
+        1 => (object_write(), bucket_name())
+            .prop_map(|(write, name)| Request::Batch(vec![write, Request::CreateBucket { name }])),
+    ]
+    .boxed()
+}
+
+fn object_write() -> BoxedStrategy<Request> {
+    request()
+        .prop_filter("object writes only", |request| {
+            matches!(request, Request::PutObject { .. } | Request::DeleteObject { .. })
+        })
+        .boxed()
+}
+
+fn request_or_batch() -> BoxedStrategy<Request> {
+    prop_oneof![8 => request(), 1 => batch()].boxed()
+}
+
 fn request() -> BoxedStrategy<Request> {
     let put_condition = prop_oneof![
         4 => Just(PutCondition::None),
@@ -386,8 +421,8 @@ enum Step {
 
 fn step() -> BoxedStrategy<Step> {
     prop_oneof![
-        40 => request().prop_map(Step::Request),
-        1 => request().prop_map(Step::WrongClass),
+        40 => request_or_batch().prop_map(Step::Request),
+        1 => request_or_batch().prop_map(Step::WrongClass),
         1 => (any::<u8>(), vec(any::<u8>(), 0..40))
             .prop_map(|(code, body)| Step::Garbage(code, body)),
     ]
@@ -550,7 +585,13 @@ fn any_meta() -> BoxedStrategy<ObjectMeta> {
         .boxed()
 }
 
+/// Any request, batches included (a batch never nests: the codec refuses).
 fn any_request() -> BoxedStrategy<Request> {
+    let leaf = any_request_leaf();
+    prop_oneof![4 => leaf.clone(), 1 => vec(leaf, 0..4).prop_map(Request::Batch)].boxed()
+}
+
+fn any_request_leaf() -> BoxedStrategy<Request> {
     let put_condition = prop_oneof![
         Just(PutCondition::None),
         any_bytes().prop_map(PutCondition::IfMatch),
@@ -583,6 +624,11 @@ fn any_request() -> BoxedStrategy<Request> {
 }
 
 fn any_reply() -> BoxedStrategy<Reply> {
+    let leaf = any_reply_leaf();
+    prop_oneof![4 => leaf.clone(), 1 => vec(leaf, 0..4).prop_map(Reply::Batch)].boxed()
+}
+
+fn any_reply_leaf() -> BoxedStrategy<Reply> {
     let bucket_entry = (any_bytes(), any::<u64>(), any::<u64>())
         .prop_map(|(name, id, created)| BucketEntry { name, id, created });
     let object_entry = (any_bytes(), any::<u64>(), any_bytes(), any::<u64>(), any::<u64>())
@@ -1130,6 +1176,7 @@ fn operation_classes() {
         Operation::DeleteBucket,
         Operation::PutObject,
         Operation::DeleteObject,
+        Operation::Batch,
     ];
     for operation in Operation::ALL {
         assert_eq!(operation.read_only(), !writes.contains(&operation), "{operation:?}");
@@ -1257,4 +1304,78 @@ proptest! {
         observed[i].reply.push(0);
         prop_assert!(check_history(fresh, &committed, &ticks, &observed).is_err());
     }
+}
+
+/// A batch is one commit: its writes run in order, each with its own reply,
+/// a condition sees the writes before it, and every object it puts carries
+/// the batch's op as its version (which a snapshot then restores).
+#[test]
+fn batch_runs_writes_in_order_under_one_op() {
+    let mut store = ObjectStore::new(LIMITS_SMALL);
+    let created = commit(&mut store, 1, &Request::CreateBucket { name: b"b".to_vec() });
+    assert_eq!(created, Reply::BucketCreated { id: 1 });
+    let meta = |etag: &[u8]| ObjectMeta {
+        size: 1,
+        etag: etag.to_vec(),
+        inline_data: vec![7],
+        ..ObjectMeta::default()
+    };
+    let put = |key: &[u8], condition: PutCondition, etag: &[u8]| Request::PutObject {
+        bucket_id: 1,
+        key: key.to_vec(),
+        condition,
+        object: meta(etag),
+    };
+    let batch = Request::Batch(vec![
+        put(b"x", PutCondition::IfNoneMatchStar, b"e1"),
+        put(b"x", PutCondition::IfNoneMatchStar, b"e2"),
+        put(b"x", PutCondition::IfMatch(b"e1".to_vec()), b"e3"),
+        put(b"y", PutCondition::None, b"e4"),
+        Request::DeleteObject {
+            bucket_id: 1,
+            key: b"y".to_vec(),
+            condition: DeleteCondition::IfMatch(b"nope".to_vec()),
+        },
+    ]);
+    let reply = commit(&mut store, 2, &batch);
+    assert_eq!(
+        reply,
+        Reply::Batch(vec![
+            Reply::ObjectPut { version: 2 },
+            Reply::PreconditionFailed,
+            Reply::ObjectPut { version: 2 },
+            Reply::ObjectPut { version: 2 },
+            Reply::PreconditionFailed,
+        ])
+    );
+    let head = |store: &ObjectStore, key: &[u8]| {
+        query(store, &Request::HeadObject { bucket_id: 1, key: key.to_vec() })
+    };
+    let Reply::Object(x) = head(&store, b"x") else { panic!("x missing") };
+    assert_eq!((x.version, x.meta.etag.as_slice()), (2, &b"e3"[..]));
+    let mut restored = ObjectStore::new(LIMITS_SMALL);
+    restored.restore(&snapshot_of(&store)).expect("a batch's snapshot restores");
+    assert_eq!(snapshot_of(&restored), snapshot_of(&store));
+    assert_eq!(head(&restored, b"y"), head(&store, b"y"));
+    // Invalid batches are refused whole, with no effect.
+    let list = Request::ListObjects {
+        bucket_id: 1,
+        prefix: Vec::new(),
+        start_after: Vec::new(),
+        limit: 100,
+    };
+    let buckets_before = query(&store, &Request::ListBuckets);
+    let objects_before = query(&store, &list);
+    for (op, bad) in [
+        Request::Batch(Vec::new()),
+        Request::Batch(vec![Request::CreateBucket { name: b"c".to_vec() }]),
+        Request::Batch(vec![put(b"z", PutCondition::None, b"e"); 65]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(commit(&mut store, 3 + op as u64, &bad), Reply::BadRequest);
+    }
+    assert_eq!(query(&store, &Request::ListBuckets), buckets_before);
+    assert_eq!(query(&store, &list), objects_before);
 }

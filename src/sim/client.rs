@@ -11,6 +11,8 @@ use crate::vsr::state_machine::{DeleteCondition, ObjectMeta, PutCondition, Reque
 const REQUEST_TIMEOUT_TICKS: u64 = 30;
 /// Keys per group: few, so that concurrent clients collide on keys.
 const KEYS: u64 = 6;
+/// Object writes in a batch request: 2 up to this.
+const BATCH_SIZE_MAX: u64 = 8;
 pub const BUCKET_ID: u64 = 1;
 
 pub struct InFlight {
@@ -133,39 +135,24 @@ impl Client {
     }
 
     fn workload_request(&mut self) -> Request {
-        let key = format!("key-{}", self.prng.range_inclusive(0, KEYS - 1)).into_bytes();
+        let key = self.workload_key();
         let roll = self.prng.range_inclusive(0, 99);
         match roll {
-            0..=39 => {
-                let etag = format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes();
-                let condition = match self.prng.range_inclusive(0, 9) {
-                    0 => PutCondition::IfNoneMatchStar,
-                    1 => PutCondition::IfMatch(
-                        format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
-                    ),
-                    _ => PutCondition::None,
-                };
-                let size = self.prng.range_inclusive(0, 64);
-                let mut data = vec![0u8; size as usize];
-                self.prng.bytes(&mut data);
-                let object = ObjectMeta {
-                    size,
-                    etag,
-                    inline_data: data,
-                    content_type: b"application/octet-stream".to_vec(),
-                    ..ObjectMeta::default()
-                };
-                Request::PutObject { bucket_id: BUCKET_ID, key, condition, object }
-            }
+            0..=29 => self.workload_put(key),
+            30..=39 => self.workload_delete(key),
+            // Batches: several object writes in one request and one prepare.
             40..=49 => {
-                let condition = if self.prng.range_inclusive(0, 4) == 0 {
-                    DeleteCondition::IfMatch(
-                        format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
-                    )
-                } else {
-                    DeleteCondition::None
-                };
-                Request::DeleteObject { bucket_id: BUCKET_ID, key, condition }
+                let count = self.prng.range_inclusive(2, BATCH_SIZE_MAX);
+                let mut requests = Vec::new();
+                for _ in 0..count {
+                    let key = self.workload_key();
+                    requests.push(if self.prng.range_inclusive(0, 3) == 0 {
+                        self.workload_delete(key)
+                    } else {
+                        self.workload_put(key)
+                    });
+                }
+                Request::Batch(requests)
             }
             50..=84 => Request::HeadObject { bucket_id: BUCKET_ID, key },
             85..=94 => Request::ListObjects {
@@ -178,6 +165,43 @@ impl Client {
                 name: format!("bucket-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
             },
         }
+    }
+
+    fn workload_key(&mut self) -> Vec<u8> {
+        format!("key-{}", self.prng.range_inclusive(0, KEYS - 1)).into_bytes()
+    }
+
+    fn workload_put(&mut self, key: Vec<u8>) -> Request {
+        let etag = format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes();
+        let condition = match self.prng.range_inclusive(0, 9) {
+            0 => PutCondition::IfNoneMatchStar,
+            1 => PutCondition::IfMatch(
+                format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
+            ),
+            _ => PutCondition::None,
+        };
+        let size = self.prng.range_inclusive(0, 64);
+        let mut data = vec![0u8; size as usize];
+        self.prng.bytes(&mut data);
+        let object = ObjectMeta {
+            size,
+            etag,
+            inline_data: data,
+            content_type: b"application/octet-stream".to_vec(),
+            ..ObjectMeta::default()
+        };
+        Request::PutObject { bucket_id: BUCKET_ID, key, condition, object }
+    }
+
+    fn workload_delete(&mut self, key: Vec<u8>) -> Request {
+        let condition = if self.prng.range_inclusive(0, 4) == 0 {
+            DeleteCondition::IfMatch(
+                format!("etag-{}", self.prng.range_inclusive(0, 3)).into_bytes(),
+            )
+        } else {
+            DeleteCondition::None
+        };
+        Request::DeleteObject { bucket_id: BUCKET_ID, key, condition }
     }
 
     /// A message for this client. Returns true if it completed a request.

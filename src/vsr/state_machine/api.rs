@@ -26,6 +26,9 @@ pub const CONTENT_TYPE_SIZE_MAX: usize = 256;
 pub const USER_METADATA_SIZE_MAX: usize = 2048;
 /// S3's max-keys ceiling; larger requested limits are capped, not rejected.
 pub const LIST_LIMIT_MAX: u32 = 1000;
+/// Requests in one [`Request::Batch`]. The message size bounds a batch's
+/// bytes; this bounds its reply and the work of one commit.
+pub const BATCH_COUNT_MAX: usize = 64;
 /// Encoded size of a [`ChunkRef`]: id, length, crc32c.
 pub const CHUNK_REF_SIZE: usize = 16 + 4 + 4;
 
@@ -38,6 +41,9 @@ pub enum Operation {
     DeleteBucket = 17,
     PutObject = 18,
     DeleteObject = 19,
+    /// Up to [`BATCH_COUNT_MAX`] object writes in one request, one prepare
+    /// and one WAL write (the object client's batching; see ARCHITECTURE.md).
+    Batch = 20,
     HeadBucket = 32,
     ListBuckets = 33,
     HeadObject = 34,
@@ -48,11 +54,12 @@ const _: () =
     assert!(Operation::CreateBucket as u8 >= crate::vsr::message::OPERATION_STATE_MACHINE_MIN);
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 9] = [
         Operation::CreateBucket,
         Operation::DeleteBucket,
         Operation::PutObject,
         Operation::DeleteObject,
+        Operation::Batch,
         Operation::HeadBucket,
         Operation::ListBuckets,
         Operation::HeadObject,
@@ -68,7 +75,8 @@ impl Operation {
             Operation::CreateBucket
             | Operation::DeleteBucket
             | Operation::PutObject
-            | Operation::DeleteObject => false,
+            | Operation::DeleteObject
+            | Operation::Batch => false,
             Operation::HeadBucket
             | Operation::ListBuckets
             | Operation::HeadObject
@@ -105,7 +113,9 @@ pub struct ObjectMeta {
 /// A stored object: its metadata plus what the commit assigned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Object {
-    /// The op that put this object: unique across the group, never reused.
+    /// The op that put this object. A key's versions only grow; two keys
+    /// put by one batch share the op (and two puts of one key in a batch
+    /// are one version: the later wins).
     pub version: u64,
     /// The timestamp of that op's commit.
     pub last_modified: u64,
@@ -147,6 +157,9 @@ pub enum Request {
         key: Vec<u8>,
         condition: DeleteCondition,
     },
+    /// Object writes executed in order by one commit, each with its own
+    /// reply (conditions see the writes before them in the batch).
+    Batch(Vec<Request>),
     HeadBucket {
         name: Vec<u8>,
     },
@@ -237,6 +250,8 @@ pub enum Reply {
         truncated: bool,
     },
     LimitExceeded(Limit),
+    /// One reply per request of a [`Request::Batch`], in order.
+    Batch(Vec<Reply>),
     /// The body did not decode, failed validation, or named an operation
     /// of the other class (a write sent to `query` or a read to `commit`).
     BadRequest,
@@ -438,6 +453,7 @@ impl Request {
             Request::DeleteBucket { .. } => Operation::DeleteBucket,
             Request::PutObject { .. } => Operation::PutObject,
             Request::DeleteObject { .. } => Operation::DeleteObject,
+            Request::Batch(_) => Operation::Batch,
             Request::HeadBucket { .. } => Operation::HeadBucket,
             Request::ListBuckets => Operation::ListBuckets,
             Request::HeadObject { .. } => Operation::HeadObject,
@@ -461,6 +477,16 @@ impl Request {
                 put_u64(body, *bucket_id);
                 put_bytes(body, key);
                 condition.encode(body);
+            }
+            Request::Batch(requests) => {
+                put_count(body, requests.len());
+                let mut sub = Vec::new();
+                for request in requests {
+                    sub.clear();
+                    let operation = request.encode(&mut sub);
+                    put_u8(body, operation);
+                    put_bytes(body, &sub);
+                }
             }
             Request::ListBuckets => {}
             Request::HeadObject { bucket_id, key } => {
@@ -497,6 +523,19 @@ impl Request {
                 key: d.bytes()?,
                 condition: DeleteCondition::decode(d)?,
             },
+            Operation::Batch => {
+                let count = d.count(1 + PREFIX_SIZE)?;
+                let mut requests = Vec::with_capacity(count.min(BATCH_COUNT_MAX));
+                for _ in 0..count {
+                    let operation = d.u8()?;
+                    if operation == Operation::Batch as u8 {
+                        return Err(DecodeError("batch inside a batch"));
+                    }
+                    let body = d.bytes()?;
+                    requests.push(Request::decode(operation, &body)?);
+                }
+                Request::Batch(requests)
+            }
             Operation::ListBuckets => Request::ListBuckets,
             Operation::HeadObject => Request::HeadObject { bucket_id: d.u64()?, key: d.bytes()? },
             Operation::ListObjects => Request::ListObjects {
@@ -530,6 +569,19 @@ impl Request {
                     DeleteCondition::IfMatch(etag) => etag_validate(etag),
                 }
             }
+            Request::Batch(requests) => {
+                if requests.is_empty() || requests.len() > BATCH_COUNT_MAX {
+                    return Err("batch of 0 or more than BATCH_COUNT_MAX requests");
+                }
+                for request in requests {
+                    if !matches!(request, Request::PutObject { .. } | Request::DeleteObject { .. })
+                    {
+                        return Err("batch holds a request other than an object write");
+                    }
+                    request.validate()?;
+                }
+                Ok(())
+            }
             Request::ListBuckets => Ok(()),
             Request::HeadObject { key, .. } => key_validate(key),
             Request::ListObjects { prefix, start_after, .. } => {
@@ -559,6 +611,7 @@ const REPLY_NO_SUCH_KEY: u8 = 12;
 const REPLY_OBJECTS: u8 = 13;
 const REPLY_LIMIT_EXCEEDED: u8 = 14;
 const REPLY_BAD_REQUEST: u8 = 15;
+const REPLY_BATCH: u8 = 16;
 
 /// Encoded size of a [`BucketEntry`] without its name bytes.
 pub const BUCKET_ENTRY_SIZE_FIXED: usize = PREFIX_SIZE + 8 + 8;
@@ -583,6 +636,7 @@ impl Reply {
             Reply::Objects { .. } => REPLY_OBJECTS,
             Reply::LimitExceeded(_) => REPLY_LIMIT_EXCEEDED,
             Reply::BadRequest => REPLY_BAD_REQUEST,
+            Reply::Batch(_) => REPLY_BATCH,
         }
     }
 
@@ -614,6 +668,15 @@ impl Reply {
                 put_bool(out, *truncated);
             }
             Reply::LimitExceeded(limit) => put_u8(out, *limit as u8),
+            Reply::Batch(replies) => {
+                put_count(out, replies.len());
+                let mut sub = Vec::new();
+                for reply in replies {
+                    sub.clear();
+                    reply.encode(&mut sub);
+                    put_bytes(out, &sub);
+                }
+            }
             Reply::BucketAlreadyExists
             | Reply::BucketDeleted
             | Reply::NoSuchBucket
@@ -648,6 +711,18 @@ impl Reply {
                 Reply::LimitExceeded(Limit::from_u8(d.u8()?).ok_or(DecodeError("unknown limit"))?)
             }
             REPLY_BAD_REQUEST => Reply::BadRequest,
+            REPLY_BATCH => {
+                let count = d.count(PREFIX_SIZE + 1)?;
+                let mut replies = Vec::with_capacity(count.min(BATCH_COUNT_MAX));
+                for _ in 0..count {
+                    let body = d.bytes()?;
+                    if body.first() == Some(&REPLY_BATCH) {
+                        return Err(DecodeError("batch reply inside a batch reply"));
+                    }
+                    replies.push(Reply::decode(&body)?);
+                }
+                Reply::Batch(replies)
+            }
             _ => return Err(DecodeError("unknown reply tag")),
         };
         decoder.finish()?;

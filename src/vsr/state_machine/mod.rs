@@ -14,8 +14,8 @@ mod snapshot;
 
 pub use api::{
     BucketEntry, ChunkRef, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation,
-    PutCondition, Reply, Request, BUCKET_NAME_SIZE_MAX, CONTENT_TYPE_SIZE_MAX, ETAG_SIZE_MAX,
-    KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
+    PutCondition, Reply, Request, BATCH_COUNT_MAX, BUCKET_NAME_SIZE_MAX, CONTENT_TYPE_SIZE_MAX,
+    ETAG_SIZE_MAX, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
 };
 pub use codec::DecodeError;
 pub use object_store::{Bucket, ObjectStore, ObjectStoreLimits};

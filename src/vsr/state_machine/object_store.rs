@@ -109,6 +109,9 @@ impl ObjectStore {
             Request::DeleteObject { bucket_id, key, condition } => {
                 self.object_delete((bucket_id, key), condition)
             }
+            Request::Batch(requests) => Reply::Batch(
+                requests.into_iter().map(|request| self.execute(op, timestamp, request)).collect(),
+            ),
             Request::HeadBucket { .. }
             | Request::ListBuckets
             | Request::HeadObject { .. }
@@ -213,7 +216,8 @@ impl ObjectStore {
             Request::CreateBucket { .. }
             | Request::DeleteBucket { .. }
             | Request::PutObject { .. }
-            | Request::DeleteObject { .. } => unreachable!("write request in query"),
+            | Request::DeleteObject { .. }
+            | Request::Batch(_) => unreachable!("write request in query"),
         }
     }
 

@@ -117,10 +117,11 @@ impl ObjectStore {
             return Err("snapshot: unknown version");
         }
         let op_last = decoder.u64().map_err(|e| e.0)?;
-        // Bucket ids and object versions are all ops, each used once.
+        // Bucket ids and object versions are ops. A bucket's op created only
+        // that bucket; one op may version several objects (a batch).
         let mut ops_used = BTreeSet::new();
         let buckets = buckets_decode(&mut decoder, &limits, op_last, &mut ops_used)?;
-        let objects = objects_decode(&mut decoder, &limits, op_last, &mut ops_used)?;
+        let objects = objects_decode(&mut decoder, &limits, op_last, &ops_used)?;
         decoder.finish().map_err(|_| "snapshot: trailing bytes")?;
         Ok(ObjectStore { limits, op_last, buckets, objects })
     }
@@ -166,7 +167,7 @@ fn objects_decode(
     decoder: &mut Decoder<'_>,
     limits: &ObjectStoreLimits,
     op_last: u64,
-    ops_used: &mut BTreeSet<u64>,
+    ops_used: &BTreeSet<u64>,
 ) -> Result<BTreeMap<(u64, Vec<u8>), Object>, &'static str> {
     let count = decoder.count(OBJECT_RECORD_SIZE_MIN).map_err(|e| e.0)?;
     if count > limits.objects_max {
@@ -186,7 +187,12 @@ fn objects_decode(
         if objects.last_key_value().is_some_and(|(last, _)| *last >= map_key) {
             return Err("snapshot: objects not strictly increasing");
         }
-        op_claim(ops_used, object.version, op_last)?;
+        if object.version == 0 || object.version > op_last {
+            return Err("snapshot: id or version outside 1..=op_last");
+        }
+        if ops_used.contains(&object.version) {
+            return Err("snapshot: object version is a bucket id");
+        }
         objects.insert(map_key, object);
     }
     Ok(objects)
