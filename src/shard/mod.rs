@@ -1,2 +1,4 @@
-//! The production driver (glommio, one executor per core). Built by the
-//! node-runtime issue; empty until then. Only this module may name glommio.
+//! The production driver: glommio executors, DMA files, sockets, timers.
+//! Nothing outside this folder names glommio (see ARCHITECTURE.md).
+
+pub mod storage;
