@@ -39,10 +39,10 @@ use toasty::vsr::storage::{Write, WriteId};
 /// Fixed so that every run of a data directory belongs to one cluster.
 const CLUSTER: u128 = 0x7061_7374_7954_6f61_7374_7943_7261_7368;
 const BUCKET_ID: u64 = 1;
-const CLIENTS: usize = 8;
 /// Keys a client keeps before it deletes its oldest: bounds the store at
-/// about CLIENTS x (KEEP + 8) objects, well inside `limits().objects_max`.
-const KEEP: usize = 2_000;
+/// about clients x (KEEP + 8) objects, inside `limits().objects_max` for up
+/// to 64 clients.
+const KEEP: usize = 600;
 const TICK: Duration = Duration::from_millis(10);
 /// Recovery must finish within this many ticks (60 s) or the run fails.
 const RECOVERY_TICKS_MAX: u64 = 6_000;
@@ -72,12 +72,32 @@ enum Mode {
         /// glommio io_memory in bytes (memlock is 8 MiB on these machines).
         #[arg(long, default_value_t = 1 << 20)]
         io_memory: usize,
+        /// Concurrent client sessions, each with one request in flight.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+        clients: u32,
+        /// Requests: `mixed` (single puts and batches of 2-8, the crash test)
+        /// or `single` (one put per request: one WAL write per request).
+        #[arg(long, default_value = "mixed")]
+        requests: String,
+        /// At the end, print one JSON line with throughput, group commits
+        /// and request latency percentiles (the perf/storage.sh benchmark).
+        #[arg(long)]
+        report: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Mode::Wal { data, run, verify, writes, io_memory } = cli.command;
+    let Mode::Wal { data, run, verify, writes, io_memory, clients, requests, report } = cli.command;
+    let batches = match requests.as_str() {
+        "mixed" => true,
+        "single" => false,
+        other => {
+            eprintln!("toasty-crashtest: --requests must be mixed or single, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    let load = Load { run, writes, clients: clients as usize, batches, report };
     let executor =
         LocalExecutorBuilder::new(Placement::Unbound).name("crashtest").io_memory(io_memory).make();
     let executor = match executor {
@@ -87,7 +107,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = executor.run(async move { wal(&data, run, verify.as_deref(), writes).await });
+    let result = executor.run(async move { wal(&data, verify.as_deref(), load).await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -138,6 +158,14 @@ fn put(key: &str) -> Request {
     }
 }
 
+struct Load {
+    run: u32,
+    writes: u64,
+    clients: usize,
+    batches: bool,
+    report: bool,
+}
+
 struct LoadClient {
     id: u128,
     index: usize,
@@ -148,9 +176,11 @@ struct LoadClient {
     in_flight: Option<(u32, Vec<String>, Vec<String>)>,
     /// Acknowledged keys not yet scheduled for deletion, oldest first.
     kept: std::collections::VecDeque<String>,
+    sent: Instant,
 }
 
-async fn wal(data: &Path, run: u32, verify: Option<&Path>, writes: u64) -> Result<(), String> {
+async fn wal(data: &Path, verify: Option<&Path>, load_options: Load) -> Result<(), String> {
+    let run = load_options.run;
     let error = |e: StorageError| e.to_string();
     std::fs::create_dir_all(data).map_err(|e| format!("{}: create: {e}", data.display()))?;
     let config = config();
@@ -167,7 +197,13 @@ async fn wal(data: &Path, run: u32, verify: Option<&Path>, writes: u64) -> Resul
     if reader.errors > 0 {
         eprintln!("toasty-crashtest: {} read errors at open (treated as corrupt)", reader.errors);
     }
-    let mut driver = Driver { file, replica: &mut replica, pending: Vec::new(), done: Vec::new() };
+    let mut driver = Driver {
+        file,
+        replica: &mut replica,
+        pending: Vec::new(),
+        done: Vec::new(),
+        group_commits: 0,
+    };
     // Recover: run until the replica leads its own view with everything
     // it logged committed.
     let mut ticks = 0u64;
@@ -185,7 +221,7 @@ async fn wal(data: &Path, run: u32, verify: Option<&Path>, writes: u64) -> Resul
     if let Some(path) = verify {
         verify_keys(driver.replica, path)?;
     }
-    load(&mut driver, run, writes).await
+    load(&mut driver, load_options).await
 }
 
 fn verify_keys(replica: &Replica<ObjectStore>, path: &Path) -> Result<(), String> {
@@ -219,11 +255,17 @@ fn verify_keys(replica: &Replica<ObjectStore>, path: &Path) -> Result<(), String
     Ok(())
 }
 
-async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), String> {
+async fn load(driver: &mut Driver<'_>, options: Load) -> Result<(), String> {
+    let Load { run, writes, clients: client_count, batches, report } = options;
+    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| format!("histogram: {e}"))?;
+    let started = Instant::now();
+    let group_commits_before = driver.group_commits;
+    let mut requests_done = 0u64;
     let mut prng = toasty::sim::prng::Prng::new(
         u64::from(std::process::id()) ^ (u64::from(run) << 40) ^ 0x5eed,
     );
-    let mut clients: Vec<LoadClient> = (0..CLIENTS)
+    let mut clients: Vec<LoadClient> = (0..client_count)
         .map(|index| LoadClient {
             id: prng.u128() | 1,
             index,
@@ -232,6 +274,7 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
             next_key: 0,
             in_flight: None,
             kept: std::collections::VecDeque::new(),
+            sent: Instant::now(),
         })
         .collect();
     let mut acked = 0u64;
@@ -242,8 +285,11 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
             let (operation, body, keys, deletes) = if !client.registered {
                 (OPERATION_REGISTER, Vec::new(), Vec::new(), Vec::new())
             } else {
-                let count =
-                    if prng.range_inclusive(0, 3) == 0 { prng.range_inclusive(2, 8) } else { 1 };
+                let count = if batches && prng.range_inclusive(0, 3) == 0 {
+                    prng.range_inclusive(2, 8)
+                } else {
+                    1
+                };
                 let keys: Vec<String> = (0..count)
                     .map(|_| {
                         client.next_key += 1;
@@ -251,7 +297,8 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
                     })
                     .collect();
                 let mut deletes = Vec::new();
-                while client.kept.len() > KEEP && deletes.len() < 8 {
+                let deletes_max = if batches { 8 } else { 0 };
+                while client.kept.len() > KEEP && deletes.len() < deletes_max {
                     deletes.extend(client.kept.pop_front());
                 }
                 let mut requests: Vec<Request> = keys.iter().map(|k| put(k)).collect();
@@ -283,6 +330,7 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
             header.request.set(number);
             header.replica = u8::MAX;
             client.in_flight = Some((number, keys, deletes));
+            client.sent = Instant::now();
             driver.replica.on_message(Message::new(header, &body));
         }
         driver
@@ -320,6 +368,9 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
                     return;
                 }
                 client.kept.extend(keys.iter().cloned());
+                let micros = client.sent.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                let _ = latency.record(micros);
+                requests_done += 1;
                 let mut out = stdout.lock();
                 for key in &keys {
                     if writeln!(out, "ack {key}").is_err() {
@@ -336,6 +387,21 @@ async fn load(driver: &mut Driver<'_>, run: u32, writes: u64) -> Result<(), Stri
             return Err(failure);
         }
     }
+    if report {
+        let seconds = started.elapsed().as_secs_f64();
+        let group_commits = driver.group_commits - group_commits_before;
+        println!(
+            "{{\"clients\":{client_count},\"batches\":{batches},\"writes\":{acked},\"requests\":{requests_done},\"seconds\":{seconds:.3},\"writes_per_second\":{:.0},\"requests_per_second\":{:.0},\"group_commits\":{group_commits},\"requests_per_group_commit\":{:.2},\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}}}",
+            acked as f64 / seconds,
+            requests_done as f64 / seconds,
+            requests_done as f64 / group_commits.max(1) as f64,
+            latency.value_at_quantile(0.5),
+            latency.value_at_quantile(0.9),
+            latency.value_at_quantile(0.99),
+            latency.value_at_quantile(0.999),
+            latency.max(),
+        );
+    }
     Ok(())
 }
 
@@ -346,6 +412,8 @@ struct Driver<'a> {
     replica: &'a mut Replica<ObjectStore>,
     pending: Vec<Write>,
     done: Vec<WriteId>,
+    /// fdatasyncs issued (one per group commit).
+    group_commits: u64,
 }
 
 impl Driver<'_> {
@@ -362,6 +430,7 @@ impl Driver<'_> {
                 format!("{e}; stopping: this replica can no longer keep its promises")
             })?;
             self.done.extend(ids);
+            self.group_commits += 1;
         } else {
             let now = Instant::now();
             if deadline > now {
