@@ -22,5 +22,7 @@ ok = sum(r["result"] == "ok" for r in rows)
 print(json.dumps({"seeds": len(rows), "seeds_ok": ok, "seconds": round(seconds, 2),
   "seeds_per_minute": round(60 * len(rows) / seconds, 1), "ticks_per_second": round(ticks / seconds),
   "requests_per_second": round(acked / seconds), "requests_acked_min": min(r["requests_acked"] for r in rows),
+  "seeds_with_2000_acked": sum(r["requests_acked"] >= 2000 for r in rows),
+  "seeds_per_minute_with_2000_acked": round(60 * sum(r["requests_acked"] >= 2000 for r in rows) / seconds, 1),
   "load_at_start": load, "first_seed": first}))
 PY
