@@ -83,7 +83,7 @@ fn wal_keeps_every_acknowledged_write_across_kill_9() {
         command
             .args(["wal", "--run", &run.to_string()])
             .arg("--data")
-            .arg(&dir.0)
+            .arg(dir.0.join("data"))
             .arg("--verify")
             .arg(&acked_path)
             .stdout(Stdio::piped())
@@ -177,4 +177,42 @@ fn wal_keeps_every_acknowledged_write_across_kill_9() {
 
 fn acks(lines: &[String]) -> u64 {
     lines.iter().filter(|line| line.starts_with("ack ")).count() as u64
+}
+
+/// Startup checks run before anything touches the disk: too little locked
+/// memory for the executor is refused with the fix, exit status 2.
+#[test]
+fn startup_refuses_low_memlock_with_the_fix() {
+    let dir = TempDir::new("memlock");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -l 64 && exec {} wal --data {} --run 1 --writes 1",
+            env!("CARGO_BIN_EXE_toasty-crashtest"),
+            dir.0.display()
+        ))
+        .output()
+        .expect("run toasty-crashtest under a low memlock limit");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("locked-memory limit too low"), "stderr: {stderr}");
+    assert!(stderr.contains("ulimit -l"), "stderr: {stderr}");
+    assert!(!dir.0.join("replica.vsr").exists(), "nothing may be written after a failed check");
+}
+
+/// A directory holding someone else's files is never formatted over.
+#[test]
+fn startup_refuses_a_foreign_directory() {
+    let dir = TempDir::new("foreign");
+    std::fs::write(dir.0.join("precious.db"), b"not toasty's").expect("write a foreign file");
+    let output = Command::new(env!("CARGO_BIN_EXE_toasty-crashtest"))
+        .args(["wal", "--run", "1", "--writes", "1", "--data"])
+        .arg(&dir.0)
+        .output()
+        .expect("run toasty-crashtest on a foreign directory");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("not a toasty data directory"), "stderr: {stderr}");
+    let entries: Vec<_> = std::fs::read_dir(&dir.0).expect("list").collect();
+    assert_eq!(entries.len(), 1, "only the foreign file remains");
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
 use toasty::shard::storage::{ReplicaFile, StorageError, BATCH_WRITES_MAX};
 use toasty::vsr::config::Config;
 use toasty::vsr::message::{Command, Header, Message, OPERATION_REGISTER};
@@ -98,6 +99,9 @@ fn main() -> ExitCode {
         }
     };
     let load = Load { run, writes, clients: clients as usize, batches, report };
+    if let Err(code) = startup_checks(&data, io_memory) {
+        return code;
+    }
     let executor =
         LocalExecutorBuilder::new(Placement::Unbound).name("crashtest").io_memory(io_memory).make();
     let executor = match executor {
@@ -115,6 +119,45 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The startup checks a server runs (shard::checks), with their exit code:
+/// every failure printed at once, then exit 2; a fresh directory gets its
+/// identity before anything else is written to it.
+fn startup_checks(data: &Path, io_memory: usize) -> Result<(), ExitCode> {
+    if let Err(error) = std::fs::create_dir_all(data) {
+        eprintln!(
+            "toasty-crashtest: {}: cannot create the data directory: {error}",
+            data.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    let identity = DirIdentity { cluster: CLUSTER, node: 0, shard: 0, format_version: 1 };
+    let needed = if ReplicaFile::exists(data) {
+        0
+    } else {
+        toasty::shard::storage::ZoneOffsets::new(&config().layout()).total
+    };
+    let report = checks::run_all(&StartupParams {
+        data_dir: data.to_path_buf(),
+        identity,
+        executors: 1,
+        io_memory_bytes: io_memory,
+        free_space_required_bytes: needed,
+    });
+    if !report.is_ok() {
+        for failure in &report.failures {
+            eprintln!("toasty-crashtest: startup check failed: {failure}");
+        }
+        return Err(ExitCode::from(2));
+    }
+    if report.identity == Some(IdentityState::Fresh) {
+        if let Err(error) = checks::identity_create(data, &identity) {
+            eprintln!("toasty-crashtest: {error}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(())
 }
 
 fn config() -> Config {
