@@ -40,10 +40,11 @@ use toasty::vsr::storage::{Write, WriteId};
 /// Fixed so that every run of a data directory belongs to one cluster.
 const CLUSTER: u128 = 0x7061_7374_7954_6f61_7374_7943_7261_7368;
 const BUCKET_ID: u64 = 1;
-/// Keys a client keeps before it deletes its oldest: bounds the store at
-/// about clients x (KEEP + 8) objects, inside `limits().objects_max` for up
-/// to 64 clients.
-const KEEP: usize = 600;
+/// Keys a client keeps before it deletes its oldest. Every run leaves up to
+/// clients x (KEEP + 8) keys behind (a new run does not delete an older
+/// run's keys), so 25 runs of 8 clients stay under `limits().objects_max`
+/// (a first version with 600 overflowed it at run 19: LimitExceeded).
+const KEEP: usize = 200;
 const TICK: Duration = Duration::from_millis(10);
 /// Recovery must finish within this many ticks (60 s) or the run fails.
 const RECOVERY_TICKS_MAX: u64 = 6_000;

@@ -4,8 +4,8 @@
 //! Sans-IO like `vsr/`: the core ([`ChunkStore`], [`Recovery`]) decides every
 //! byte that goes to disk and emits [`Request`]s; a driver executes them and
 //! reports completions (`on_write_done`, `on_sync_done`, `on_read_done`).
-//! Time is `tick()`. The production driver (glommio DmaFile) comes with the
-//! node-runtime issue; [`mem`] is the in-memory, fault-injecting one.
+//! Time is `tick()`. The production driver (glommio DmaFile) is
+//! `shard/chunks.rs`; [`mem`] is the in-memory, fault-injecting one.
 //!
 //! # Disk layout
 //!

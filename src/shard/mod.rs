@@ -2,4 +2,5 @@
 //! Nothing outside this folder names glommio (see ARCHITECTURE.md).
 
 pub mod checks;
+pub mod chunks;
 pub mod storage;

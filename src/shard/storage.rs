@@ -152,11 +152,14 @@ impl ReplicaFile {
         let offsets = ZoneOffsets::new(&layout);
         let temporary = dir.join(FILE_NAME_TEMPORARY);
         let path = ReplicaFile::path_in(dir);
+        // glommio 0.9.0 decides once per device whether files there take its
+        // polled ring by reading the first sector of the first file it opens:
+        // an empty file "passes", and every later DMA read on the device then
+        // fails with EOPNOTSUPP (see shard/chunks.rs). Give it a sector first.
+        std::fs::write(&temporary, [0u8; SECTOR_SIZE]).map_err(io_error(&temporary, "create"))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
             .dma_open(&temporary)
             .await
             .map_err(glommio_error(&temporary, "create"))?;
