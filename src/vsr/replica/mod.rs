@@ -122,6 +122,9 @@ pub struct Replica<S: StateMachine> {
 
     pub(crate) tick: u64,
     tick_primary_heard: u64,
+    /// At a primary: per replica, the last tick a PrepareOk or Pong of the
+    /// current view arrived from it (see `view_change_disruptive`).
+    pub(crate) tick_backup_heard: Vec<u64>,
     tick_heartbeat_sent: u64,
     pub(crate) tick_view_change_started: u64,
     tick_repair_last: u64,
@@ -586,6 +589,7 @@ impl<S: StateMachine> Replica<S> {
         if self.status != Status::Normal || !self.is_primary() || header.view.get() != self.view {
             return self.drop_message("prepare_ok: not primary of that view");
         }
+        self.backup_heard(header.replica);
         self.pipeline_ok(header.op.get(), header.context.get(), header.replica);
     }
 
@@ -744,7 +748,7 @@ impl<S: StateMachine> Replica<S> {
         self.checkpoint_seen(header.checkpoint_op.get(), header.checkpoint_id.get());
         self.commit_heard_head(header.op.get(), header.context.get());
         self.commit_journal();
-        self.prepare_oks_resend();
+        self.prepare_oks_resend(header.commit.get());
     }
 
     pub(crate) fn commit_max_advance(&mut self, commit: u64) {
@@ -799,12 +803,18 @@ impl<S: StateMachine> Replica<S> {
         self.prepare_oks_send(self.ok_sent_op);
     }
 
-    fn prepare_oks_resend(&mut self) {
+    fn prepare_oks_resend(&mut self, primary_commit: u64) {
         // Only the op the primary's commit waits for: a burst of resends
         // can overflow a small path queue and always lose its first packet,
-        // starving exactly the op that blocks every commit behind it.
-        let blocking = self.commit_max.max(self.commit_min);
-        self.prepare_oks_send_range(blocking, blocking + 1);
+        // starving exactly the op that blocks every commit behind it. The
+        // primary's own commit number names it: ours may be ahead (ops we
+        // executed in an older view that a new primary re-replicates), and
+        // resending above it left the primary waiting forever (seed
+        // 110043395266051, once view changes stopped resetting it).
+        let blocking = primary_commit + 1;
+        if blocking <= self.op_durable_contiguous() {
+            self.prepare_ok_send(blocking);
+        }
     }
 
     fn prepare_oks_send(&mut self, sent_op: u64) {
@@ -822,19 +832,34 @@ impl<S: StateMachine> Replica<S> {
         let from =
             sent_op.max(self.commit_min.min(op_durable.saturating_sub(self.config.pipeline_max)));
         for op in from + 1..=op_durable.min(op_max) {
-            let Some(prepare) = self.journal.header(op).copied() else { break };
-            if prepare.view.get() > self.view {
+            if !self.prepare_ok_send(op) {
                 break;
             }
-            let mut header = self.header_base(Command::PrepareOk);
-            header.op.set(op);
-            header.context.set(prepare.checksum.get());
-            header.parent.set(prepare.parent.get());
-            let message = Message::new(header, &[]);
-            let primary = self.primary_index();
-            self.send(Target::Replica(primary), message);
         }
         self.ok_sent_op = self.ok_sent_op.max(op_durable.min(op_max));
+    }
+
+    /// One PrepareOk for `op` (durable and verified up to it: the caller's
+    /// check). False if it must not be sent.
+    fn prepare_ok_send(&mut self, op: u64) -> bool {
+        if self.status != Status::Normal || self.is_primary() || self.syncing() {
+            return false;
+        }
+        if self.superblock.log_view != self.log_view {
+            return false; // log_view must be durable before a PrepareOk reveals it.
+        }
+        let Some(prepare) = self.journal.header(op).copied() else { return false };
+        if prepare.view.get() > self.view {
+            return false;
+        }
+        let mut header = self.header_base(Command::PrepareOk);
+        header.op.set(op);
+        header.context.set(prepare.checksum.get());
+        header.parent.set(prepare.parent.get());
+        let message = Message::new(header, &[]);
+        let primary = self.primary_index();
+        self.send(Target::Replica(primary), message);
+        true
     }
 
     /// Apply committed ops in order while we hold them (verified).
@@ -984,6 +1009,7 @@ impl<S: StateMachine> Replica<S> {
         if self.status != Status::Normal || !self.is_primary() || header.view.get() != self.view {
             return;
         }
+        self.backup_heard(header.replica);
         if header.context.get() != self.read_round as u128 {
             return;
         }
@@ -1024,6 +1050,37 @@ impl<S: StateMachine> Replica<S> {
         header.commit.set(self.commit_min);
         let message = Message::new(header, body);
         self.send(Target::Client(r.client.get()), message);
+    }
+
+    fn backup_heard(&mut self, replica: u8) {
+        if let Some(tick) = self.tick_backup_heard.get_mut(replica as usize) {
+            *tick = self.tick;
+        }
+    }
+
+    /// True if this replica is in a working view and should not let one
+    /// other replica's StartViewChange or DoViewChange for a newer view pull
+    /// it out: a backup that heard its primary within the primary timeout,
+    /// or a primary that heard a quorum (itself included) of backups of its
+    /// view within it. Without this, a replica that crashes and restarts
+    /// every few ticks drags a healthy quorum into a view change each time
+    /// and nothing commits (R=5 seed 110043395466191, liveness). A replica
+    /// that truly lost its primary times out itself and then listens.
+    pub(crate) fn view_change_disruptive(&self) -> bool {
+        if self.status != Status::Normal {
+            return false;
+        }
+        let fresh = |tick: u64| self.tick < tick + self.config.tick_primary_timeout;
+        if !self.is_primary() {
+            return fresh(self.tick_primary_heard);
+        }
+        let heard = self
+            .tick_backup_heard
+            .iter()
+            .enumerate()
+            .filter(|(replica, tick)| *replica != self.config.replica as usize && fresh(**tick))
+            .count();
+        heard + 1 >= self.config.quorum_replication()
     }
 
     /// Forget everything that belongs to being primary (on a view change).

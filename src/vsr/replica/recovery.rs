@@ -242,6 +242,7 @@ impl<S: StateMachine> Replica<S> {
             checkpoint_pending: None,
             tick: 0,
             tick_primary_heard: 0,
+            tick_backup_heard: vec![0; config.replica_count as usize],
             tick_heartbeat_sent: 0,
             tick_view_change_started: 0,
             tick_repair_last: 0,

@@ -149,6 +149,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let view = header.view.get();
+        if view > self.view && self.view_change_disruptive() {
+            return self.drop_message_public("start_view_change: our view still works");
+        }
         if view > self.view {
             self.view_change_start(view);
         }
@@ -260,6 +263,9 @@ impl<S: StateMachine> Replica<S> {
         }
         let header = *message.header();
         let view = header.view.get();
+        if view > self.view && self.view_change_disruptive() {
+            return self.drop_message_public("do_view_change: our view still works");
+        }
         if view > self.view {
             self.view_change_start(view);
         }
@@ -512,6 +518,7 @@ impl<S: StateMachine> Replica<S> {
         assert!(self.status == Status::ViewChange && self.is_primary());
         self.status = Status::Normal;
         self.view_change.attempts = 0;
+        self.tick_backup_heard.fill(0);
         self.events.push(super::Event::ViewInstalled { view: self.view, primary: true });
         let message = self.start_view_message(0);
         self.send_to_others(&message);
@@ -613,7 +620,12 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         let commit_min = self.commit_min;
-        for h in headers.iter().filter(|h| h.op.get() > commit_min) {
+        // A header beyond our checkpoint's ring would overwrite the slot of an
+        // op we may still need to checkpoint (seed 150147: op 192 took op
+        // 128's slot before 128 was checkpointed); those ops come later, by
+        // repair or state sync, as for prepares (`on_prepare`).
+        let op_max = self.op_prepare_max();
+        for h in headers.iter().filter(|h| h.op.get() > commit_min && h.op.get() <= op_max) {
             if self.journal.header(h.op.get()).map(|x| x.checksum) != Some(h.checksum) {
                 self.journal.set(*h, None, &mut writes);
             }
