@@ -7,45 +7,15 @@
 //! earlier runs (see src/bin/toasty-crashtest.rs). The kill moments come
 //! from a seed printed at the start, so a failure names its schedule.
 
+mod common;
+
+use common::{crash_seed, Rng, TempDir};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const KILLS: usize = 24;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        // Under the target directory: on this machine's ext4, never tmpfs
-        // (O_DIRECT), and cleaned with the build.
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let path = base.join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the test directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// xorshift64*: enough to spread kill moments; seeded from the clock.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 enum Line {
     Ack(String),
@@ -58,15 +28,7 @@ enum Line {
 #[test]
 fn wal_keeps_every_acknowledged_write_across_kill_9() {
     let dir = TempDir::new("crash-wal");
-    let seed =
-        std::env::var("TOASTY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
-    eprintln!("crash test seed {seed} (TOASTY_CRASH_SEED={seed} replays the kill schedule)");
+    let seed = crash_seed();
     let mut rng = Rng(seed);
     let acked_path = dir.0.join("acked.txt");
     // Lines `ack <key>` and `del <key>` in the order the runs printed them.

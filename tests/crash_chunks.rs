@@ -16,8 +16,10 @@
 //! killed before they verified (the test would check little); too few
 //! acknowledgements or no deletes (the load did not exercise the store).
 
+mod common;
+
+use common::{crash_seed, Rng, TempDir};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,38 +36,6 @@ const KILL_LOAD_MAX_MS: u64 = 600;
 /// Acknowledged appends the runs must reach together: about 300 MiB of
 /// chunks, so segments fill, deletes start and compaction runs.
 const ACKS_MIN: u64 = 2_000;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        // Under the target directory: on this machine's ext4, never tmpfs
-        // (O_DIRECT), and cleaned with the build.
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let path = base.join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the test directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// xorshift64*: enough to spread kill moments; seeded from the clock.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 enum Line {
     /// The whole line: `ack <id> <len> <crc32c>`.
@@ -109,21 +79,10 @@ impl RunOutput {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("TOASTY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1
-    })
-}
-
 #[test]
 fn chunks_keep_every_acknowledged_append_across_kill_9() {
     let dir = TempDir::new("crash-chunks");
-    let seed = seed();
-    eprintln!("crash test seed {seed} (TOASTY_CRASH_SEED={seed} replays the kill schedule)");
+    let seed = crash_seed();
     let started = Instant::now();
     let mut rng = Rng(seed);
     let acked_path = dir.0.join("acked.txt");

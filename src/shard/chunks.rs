@@ -78,6 +78,7 @@
 //!   (perf/chunks.sh; with 16 and 64 writers group commit puts toasty
 //!   ahead of fio).
 
+use super::file::{io_error_of, sync_directory, written_whole, zero_fill};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
@@ -102,8 +103,6 @@ const FILE_NAME_TEMPORARY: &str = "chunks.seg.formatting";
 
 /// Zero-fill writes: 4 MiB each, 8 in flight (QD8 is where this disk's
 /// sequential writes reach most of their bandwidth, research/limits.md).
-const FORMAT_WRITE_SIZE: u64 = 4 << 20;
-const FORMAT_WRITES_IN_FLIGHT: usize = 8;
 
 /// The tick the production configuration is sized for (`Config::production`:
 /// batch delay, compaction retry and scrub rate are counted in 10 ms ticks).
@@ -194,16 +193,6 @@ impl fmt::Display for ChunkFilesError {
 
 impl std::error::Error for ChunkFilesError {}
 
-/// glommio wraps an errno in `EnhancedIoError`, and its conversion to
-/// `io::Error` keeps only the kind: keep the errno, the path is ours.
-fn io_error_of(error: GlommioError<()>) -> io::Error {
-    match error {
-        GlommioError::IoError(error) => error,
-        GlommioError::EnhancedIoError { source, .. } => source,
-        other => other.into(),
-    }
-}
-
 fn failed(path: &Path, what: &'static str) -> impl FnOnce(GlommioError<()>) -> ChunkFilesError {
     let path = path.to_path_buf();
     move |error| ChunkFilesError::Io { path, what, error: io_error_of(error) }
@@ -292,12 +281,7 @@ impl ChunkFiles {
             what: "rename",
             error,
         })?;
-        let directory = std::fs::File::open(dir).map_err(|error| ChunkFilesError::Io {
-            path: dir.to_path_buf(),
-            what: "open directory",
-            error,
-        })?;
-        directory.sync_all().map_err(|error| ChunkFilesError::Io {
+        sync_directory(dir).map_err(|error| ChunkFilesError::Io {
             path: dir.to_path_buf(),
             what: "fsync directory",
             error,
@@ -418,53 +402,6 @@ impl ChunkFiles {
             stats: DriverStats::default(),
         }
     }
-}
-
-/// Write zeros over `[0, total)`, `FORMAT_WRITES_IN_FLIGHT` at a time, all
-/// from one shared buffer.
-async fn zero_fill(file: &Rc<DmaFile>, total: u64) -> io::Result<()> {
-    let mut zeros = file.alloc_dma_buffer(FORMAT_WRITE_SIZE as usize);
-    zeros.as_bytes_mut().fill(0);
-    let zeros = Rc::new(zeros);
-    let mut tasks = VecDeque::with_capacity(FORMAT_WRITES_IN_FLIGHT);
-    let mut offset = 0u64;
-    while offset < total {
-        let size = (total - offset).min(FORMAT_WRITE_SIZE);
-        let buffer = if size == FORMAT_WRITE_SIZE {
-            zeros.clone()
-        } else {
-            let mut tail = file.alloc_dma_buffer(size as usize);
-            tail.as_bytes_mut().fill(0);
-            Rc::new(tail)
-        };
-        let file = file.clone();
-        tasks.push_back(glommio::spawn_local(async move {
-            let written = file.write_rc_at(buffer, offset).await.map_err(io_error_of)?;
-            written_whole(written, size, offset)
-        }));
-        if tasks.len() == FORMAT_WRITES_IN_FLIGHT {
-            if let Some(task) = tasks.pop_front() {
-                task.await?;
-            }
-        }
-        offset += size;
-    }
-    for task in tasks {
-        task.await?;
-    }
-    Ok(())
-}
-
-/// O_DIRECT writes of aligned sizes inside the allocated file are never
-/// short on ext4/xfs; if one is, its fate is unknown.
-fn written_whole(written: usize, size: u64, at: u64) -> io::Result<()> {
-    if written as u64 != size {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write: {written} of {size} bytes at {at}"),
-        ));
-    }
-    Ok(())
 }
 
 /// A read error for the core; one without an errno counts as EIO.

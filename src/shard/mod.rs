@@ -3,4 +3,5 @@
 
 pub mod checks;
 pub mod chunks;
+mod file;
 pub mod storage;

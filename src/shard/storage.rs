@@ -30,12 +30,14 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
+use super::file::{io_error_of, sync_directory, written_whole, zero_fill};
+
 use crate::vsr::storage::{Layout, ReadStorage, Write, WriteId, Zone, SECTOR_SIZE};
 
 /// The replica file's name inside a shard's data directory.
 pub const FILE_NAME: &str = "replica.vsr";
 const FILE_NAME_TEMPORARY: &str = "replica.vsr.formatting";
-/// Zero-fill and format writes go out in pieces of this size.
+/// Format writes go out in pieces of this size.
 const FORMAT_WRITE_SIZE: usize = 1 << 20;
 /// Writes per group commit: a bound on DMA memory in one batch.
 pub const BATCH_WRITES_MAX: usize = 256;
@@ -121,7 +123,7 @@ fn glommio_error<'a>(
     path: &'a Path,
     what: &'static str,
 ) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError + 'a {
-    move |error| StorageError::Io { path: path.to_path_buf(), what, error: error.into() }
+    move |error| StorageError::Io { path: path.to_path_buf(), what, error: io_error_of(error) }
 }
 
 /// The replica file, open for O_DIRECT writes.
@@ -166,18 +168,12 @@ impl ReplicaFile {
         file.pre_allocate(offsets.total, false)
             .await
             .map_err(glommio_error(&temporary, "allocate"))?;
-        let mut offset = 0u64;
-        while offset < offsets.total {
-            let size = (offsets.total - offset).min(FORMAT_WRITE_SIZE as u64) as usize;
-            let mut buffer = file.alloc_dma_buffer(size);
-            buffer.as_bytes_mut().fill(0);
-            write_all(&file, buffer, offset, size).await.map_err(|error| StorageError::Io {
-                path: temporary.clone(),
-                what: "zero-fill",
-                error,
-            })?;
-            offset += size as u64;
-        }
+        let file = Rc::new(file);
+        zero_fill(&file, offsets.total).await.map_err(|error| StorageError::Io {
+            path: temporary.clone(),
+            what: "zero-fill",
+            error,
+        })?;
         for (zone, zone_offset, data) in formatted {
             assert!(data.len() % SECTOR_SIZE == 0 && zone_offset % SECTOR_SIZE as u64 == 0);
             assert!(zone_offset + data.len() as u64 <= layout.zone_size(*zone));
@@ -191,9 +187,11 @@ impl ReplicaFile {
             }
         }
         file.fdatasync().await.map_err(glommio_error(&temporary, "fdatasync"))?;
-        file.close().await.map_err(glommio_error(&temporary, "close"))?;
+        if let Ok(file) = Rc::try_unwrap(file) {
+            file.close().await.map_err(glommio_error(&temporary, "close"))?;
+        }
         std::fs::rename(&temporary, &path).map_err(io_error(&path, "rename"))?;
-        sync_directory(dir)?;
+        sync_directory(dir).map_err(io_error(dir, "fsync directory"))?;
         Ok(())
     }
 
@@ -264,21 +262,8 @@ async fn write_all(
     at: u64,
     size: usize,
 ) -> io::Result<()> {
-    let written = file.write_at(buffer, at).await.map_err(io::Error::from)?;
-    if written != size {
-        // O_DIRECT writes of aligned sizes within the file's allocated size
-        // are never short on ext4/xfs; if one is, the write's fate is unknown.
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write: {written} of {size} bytes at {at}"),
-        ));
-    }
-    Ok(())
-}
-
-fn sync_directory(dir: &Path) -> Result<(), StorageError> {
-    let handle = std::fs::File::open(dir).map_err(io_error(dir, "open directory"))?;
-    handle.sync_all().map_err(io_error(dir, "fsync directory"))
+    let written = file.write_at(buffer, at).await.map_err(io_error_of)?;
+    written_whole(written, size as u64, at)
 }
 
 /// Synchronous zone reads for `Replica::open`.

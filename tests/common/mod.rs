@@ -1,0 +1,51 @@
+//! Helpers the real-process crash tests share (tests/crash.rs,
+//! tests/crash_chunks.rs).
+
+use std::path::PathBuf;
+
+/// A directory under the target directory: on this machine's ext4, never
+/// tmpfs (O_DIRECT), and removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let path = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create the test directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// xorshift64*: enough to spread kill moments.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The kill schedule's seed: `TOASTY_CRASH_SEED`, else the clock; printed
+/// so a failure can be replayed.
+pub fn crash_seed() -> u64 {
+    let seed =
+        std::env::var("TOASTY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("crash test seed {seed} (TOASTY_CRASH_SEED={seed} replays the kill schedule)");
+    seed
+}
