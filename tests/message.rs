@@ -23,7 +23,7 @@ const BODY_SIZE_MAX: usize = 4096;
 /// The state-machine operation the fixed examples use.
 const OPERATION_PUT: u8 = OPERATION_STATE_MACHINE_MIN;
 
-const COMMANDS_ALL: [Command; 16] = [
+const COMMANDS_ALL: [Command; 22] = [
     Command::Reserved,
     Command::Ping,
     Command::Pong,
@@ -40,7 +40,18 @@ const COMMANDS_ALL: [Command; 16] = [
     Command::RequestCheckpoint,
     Command::CheckpointChunk,
     Command::Eviction,
+    Command::ChunkWrite,
+    Command::ChunkWriteOk,
+    Command::ChunkRead,
+    Command::ChunkData,
+    Command::ChunkMissing,
+    Command::ChunkRefused,
 ];
+
+/// The chunk commands that carry bytes (a body is required).
+fn command_needs_body(command: Command) -> bool {
+    matches!(command, Command::ChunkWrite | Command::ChunkData)
+}
 
 /// The control commands: header only, no per-command field rules.
 const COMMANDS_CONTROL: [Command; 8] = [
@@ -63,6 +74,8 @@ fn command_has_body(command: Command) -> bool {
             | Command::DoViewChange
             | Command::StartView
             | Command::CheckpointChunk
+            | Command::ChunkWrite
+            | Command::ChunkData
     )
 }
 
@@ -218,6 +231,21 @@ fn fields_fix(command: Command, fields: &mut Fields, body_size: usize) {
         | Command::RequestPrepare
         | Command::RequestCheckpoint
         | Command::Eviction => {}
+        Command::ChunkWrite
+        | Command::ChunkWriteOk
+        | Command::ChunkRead
+        | Command::ChunkData
+        | Command::ChunkMissing
+        | Command::ChunkRefused => {
+            fields.ids[3] = fields.ids[3].max(1);
+            fields.commit = 0;
+            fields.view = 0;
+            fields.op = match command {
+                Command::ChunkWriteOk | Command::ChunkData => fields.op & u64::from(u32::MAX),
+                Command::ChunkRefused => 1 + fields.op % 4,
+                _ => 0,
+            };
+        }
     }
 }
 
@@ -247,6 +275,9 @@ fn header_and_body_any() -> impl Strategy<Value = (Header, Vec<u8>)> {
         .prop_map(|(command, mut fields, mut body)| {
             if !command_has_body(command) {
                 body.clear();
+            }
+            if command_needs_body(command) && body.is_empty() {
+                body.push(0x42);
             }
             fields_fix(command, &mut fields, body.len());
             (header_build(command, &fields), body)
@@ -310,6 +341,31 @@ fn valid_example(command: Command) -> (Header, Vec<u8>) {
         | Command::Eviction => {
             header.commit.set(4);
             header.context.set(0x1234);
+        }
+        Command::ChunkWrite | Command::ChunkData => {
+            header.view.set(0);
+            header.client.set(42);
+            header.context.set(0xc4c4);
+            header.request.set(9);
+            if command == Command::ChunkData {
+                header.op.set(0xdead_beef);
+            }
+            body = vec![0x77; 100];
+        }
+        Command::ChunkWriteOk
+        | Command::ChunkRead
+        | Command::ChunkMissing
+        | Command::ChunkRefused => {
+            header.view.set(0);
+            header.client.set(42);
+            header.context.set(0xc4c4);
+            header.request.set(9);
+            if command == Command::ChunkWriteOk {
+                header.op.set(0xdead_beef);
+            }
+            if command == Command::ChunkRefused {
+                header.op.set(1);
+            }
         }
     }
     (header, body)
@@ -608,12 +664,12 @@ fn body_swapped_for_another_of_the_same_length_is_body_checksum() {
 // Layout and constants the wire format depends on.
 
 #[test]
-fn command_values_are_0_to_15_and_nothing_else() {
+fn command_values_are_0_to_21_and_nothing_else() {
     for (value, command) in COMMANDS_ALL.iter().enumerate() {
         assert_eq!(*command as u8 as usize, value);
         assert_eq!(Command::from_u8(value as u8), Some(*command));
     }
-    for value in 16..=u8::MAX {
+    for value in COMMANDS_ALL.len() as u8..=u8::MAX {
         assert_eq!(Command::from_u8(value), None, "{value}");
     }
 }
@@ -749,8 +805,8 @@ fn size_above_message_size_max() {
 }
 
 #[test]
-fn unknown_command_16_to_255() {
-    for value in 16..=u8::MAX {
+fn unknown_command_22_to_255() {
+    for value in COMMANDS_ALL.len() as u8..=u8::MAX {
         assert_rule(Command::Ping, "unknown command", |h, _| h.command = value);
     }
 }
@@ -936,4 +992,37 @@ fn checkpoint_chunk_beyond_total_size() {
         h.op.set(u64::MAX - body.len() as u64);
         h.commit.set(u64::MAX);
     });
+}
+
+#[test]
+fn chunk_rules() {
+    for command in [
+        Command::ChunkWrite,
+        Command::ChunkWriteOk,
+        Command::ChunkRead,
+        Command::ChunkData,
+        Command::ChunkMissing,
+        Command::ChunkRefused,
+    ] {
+        assert_rule(command, "chunk: chunk id is zero", |h, _| h.context.set(0));
+        assert_rule(command, "chunk: commit or view set", |h, _| h.commit.set(1));
+        assert_rule(command, "chunk: commit or view set", |h, _| h.view.set(1));
+    }
+    for command in [Command::ChunkWrite, Command::ChunkData] {
+        assert_rule(command, "chunk: no bytes", |_, body| body.clear());
+    }
+    for command in
+        [Command::ChunkWriteOk, Command::ChunkRead, Command::ChunkMissing, Command::ChunkRefused]
+    {
+        assert_rule(command, "chunk: body on a command without one", |_, body| body.push(1));
+    }
+    for reason in [0, 5, u64::MAX] {
+        assert_rule(Command::ChunkRefused, "chunk_refused: unknown reason", |h, _| h.op.set(reason));
+    }
+    for command in [Command::ChunkWriteOk, Command::ChunkData] {
+        assert_rule(command, "chunk: crc32c above u32", |h, _| h.op.set(1 << 32));
+    }
+    for command in [Command::ChunkWrite, Command::ChunkRead, Command::ChunkMissing] {
+        assert_rule(command, "chunk: op set", |h, _| h.op.set(1));
+    }
 }

@@ -25,6 +25,7 @@ fn limits() -> ObjectStoreLimits {
         user_metadata_size_max: 64,
         chunks_per_object_max: 1,
         inline_size_max: 64,
+        objects_bytes_max: usize::MAX,
     }
 }
 

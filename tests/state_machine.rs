@@ -26,6 +26,7 @@ const LIMITS_SMALL: ObjectStoreLimits = ObjectStoreLimits {
     user_metadata_size_max: 6,
     chunks_per_object_max: 2,
     inline_size_max: 4,
+    objects_bytes_max: usize::MAX,
 };
 
 fn timestamp_of(op: u64) -> u64 {
@@ -906,6 +907,7 @@ fn snapshot_size_max_is_reached_by_a_full_store() {
             user_metadata_size_max: 200,
             chunks_per_object_max: 10,
             inline_size_max,
+            objects_bytes_max: usize::MAX,
         };
         let mut store = ObjectStore::new(limits);
         let mut op = 0;
@@ -963,6 +965,7 @@ fn reply_size_max_bounds_a_full_listing() {
         user_metadata_size_max: 0,
         chunks_per_object_max: 0,
         inline_size_max: 0,
+        objects_bytes_max: usize::MAX,
     };
     let mut store = ObjectStore::new(limits);
     for i in 0..1001u64 {
@@ -1378,4 +1381,51 @@ fn batch_runs_writes_in_order_under_one_op() {
     }
     assert_eq!(query(&store, &Request::ListBuckets), buckets_before);
     assert_eq!(query(&store, &list), objects_before);
+}
+
+/// The byte budget of all objects: what actually bounds a checkpoint. Fails
+/// if a put over the budget is taken, if an overwrite or a delete does not
+/// give its old bytes back, or if a restored snapshot forgets the total.
+#[test]
+fn limit_objects_bytes_max() {
+    let one = {
+        let mut store = ObjectStore::new(LIMITS_SMALL);
+        commit(&mut store, 1, &put_request(1, b"a", inline(b"xy", b"e")));
+        store.objects_bytes()
+    };
+    assert!(one > 0);
+    let limits = ObjectStoreLimits { objects_bytes_max: 2 * one, ..LIMITS_SMALL };
+    let mut store = ObjectStore::new(limits);
+    for (op, key) in [(1, b"a"), (2, b"b")] {
+        assert_eq!(
+            commit(&mut store, op, &put_request(1, key, inline(b"xy", b"e"))),
+            Reply::ObjectPut { version: op }
+        );
+    }
+    assert_eq!(store.objects_bytes(), 2 * one);
+    assert_refused(&mut store, 3, &put_request(1, b"c", inline(b"xy", b"e")), Limit::ObjectsBytes);
+    // Growing an existing object past the budget is refused too...
+    assert_refused(&mut store, 4, &put_request(1, b"a", inline(b"xyz", b"e")), Limit::ObjectsBytes);
+    // ...shrinking it is not, and frees a byte.
+    assert_eq!(
+        commit(&mut store, 5, &put_request(1, b"a", inline(b"x", b"e"))),
+        Reply::ObjectPut { version: 5 }
+    );
+    assert_eq!(store.objects_bytes(), 2 * one - 1);
+    let delete = Request::DeleteObject {
+        bucket_id: 1,
+        key: b"b".to_vec(),
+        condition: toasty::vsr::state_machine::DeleteCondition::None,
+    };
+    assert_eq!(commit(&mut store, 6, &delete), Reply::ObjectDeleted { existed: true });
+    assert_eq!(store.objects_bytes(), one - 1);
+    let mut snapshot = Vec::new();
+    store.snapshot(&mut snapshot);
+    let mut restored = ObjectStore::new(limits);
+    restored.restore(&snapshot).expect("own snapshot restores");
+    assert_eq!(restored.objects_bytes(), store.objects_bytes());
+    assert_eq!(restored, store);
+    // A snapshot over the budget of the restoring store is refused.
+    let tight = ObjectStoreLimits { objects_bytes_max: one - 2, ..LIMITS_SMALL };
+    assert!(ObjectStore::new(tight).restore(&snapshot).is_err());
 }

@@ -177,6 +177,7 @@ fn limits() -> ObjectStoreLimits {
         user_metadata_size_max: 0,
         chunks_per_object_max: 1,
         inline_size_max: 64,
+        objects_bytes_max: usize::MAX,
     }
 }
 

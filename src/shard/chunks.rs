@@ -501,6 +501,17 @@ impl ChunkDriver {
         DriverStats { fdatasyncs: self.shared.borrow().fdatasyncs, ..self.stats }
     }
 
+    /// For an owner that runs its own event loop (the server's shard)
+    /// instead of `step`: whether completions wait for `complete`.
+    pub fn has_completions(&self) -> bool {
+        !self.shared.borrow().completions.is_empty()
+    }
+
+    /// Wake `waker` at the next completion.
+    pub fn register_waker(&self, waker: &Waker) {
+        self.shared.borrow_mut().waker = Some(waker.clone());
+    }
+
     /// Start every request the store has queued, each as its own task.
     pub fn submit(&mut self, store: &mut ChunkStore) {
         while let Some(request) = store.take_request() {

@@ -2,6 +2,13 @@
 //! Nothing outside this folder names glommio (see ARCHITECTURE.md).
 
 pub mod checks;
+pub mod chunk_service;
 pub mod chunks;
+pub mod client_driver;
 mod file;
+pub mod log;
+pub mod metrics;
+pub mod server;
 pub mod storage;
+pub mod transport;
+pub mod wal;

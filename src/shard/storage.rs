@@ -256,6 +256,26 @@ impl ReplicaFile {
     }
 }
 
+impl ReplicaFile {
+    /// One write, not yet durable: the caller follows it with `sync` before
+    /// reporting it done (the shard's WAL driver shares one fdatasync among
+    /// every write that completed before it started).
+    pub async fn write_one(&self, write: &Write) -> Result<(), StorageError> {
+        write.assert_aligned(&self.layout);
+        let mut buffer = self.file.alloc_dma_buffer(write.data.len());
+        buffer.as_bytes_mut().copy_from_slice(&write.data);
+        let at = self.offsets.start(write.zone) + write.offset;
+        write_all(&self.file, buffer, at, write.data.len())
+            .await
+            .map_err(|error| StorageError::Io { path: self.path.clone(), what: "write", error })
+    }
+
+    /// fdatasync: every write completed before this call is durable after it.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        self.file.fdatasync().await.map_err(glommio_error(&self.path, "fdatasync"))
+    }
+}
+
 async fn write_all(
     file: &DmaFile,
     buffer: glommio::io::DmaBuffer,

@@ -154,6 +154,7 @@ fn limits() -> ObjectStoreLimits {
         user_metadata_size_max: 256,
         chunks_per_object_max: 4,
         inline_size_max: 128,
+        objects_bytes_max: usize::MAX,
     }
 }
 

@@ -142,6 +142,45 @@ pub enum Command {
     CheckpointChunk = 14,
     /// The client's session was evicted from the client table.
     Eviction = 15,
+    /// Object data for a shard's chunk store, outside the log: context =
+    /// chunk id, request = the sender's sequence number, body = the bytes.
+    ChunkWrite = 16,
+    /// The chunk of `context` is durable; `op` = crc32c of its bytes.
+    ChunkWriteOk = 17,
+    /// Ask for the chunk `context` (clients, and replicas repairing).
+    ChunkRead = 18,
+    /// The chunk `context`: body = its bytes, `op` = their crc32c.
+    ChunkData = 19,
+    /// The receiver holds no readable copy of chunk `context`.
+    ChunkMissing = 20,
+    /// A chunk write the receiver will not store: `op` = a
+    /// [`ChunkRefusal`] code (full disk, too large, id reused).
+    ChunkRefused = 21,
+}
+
+/// Why a shard refused a chunk write (the `op` of [`Command::ChunkRefused`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkRefusal {
+    NoSpace = 1,
+    TooLarge = 2,
+    /// The id is live with other bytes (ids name immutable content).
+    ContentMismatch = 3,
+    /// The shard is shutting down.
+    Stopping = 4,
+}
+
+impl ChunkRefusal {
+    pub fn from_u64(value: u64) -> Option<ChunkRefusal> {
+        [
+            ChunkRefusal::NoSpace,
+            ChunkRefusal::TooLarge,
+            ChunkRefusal::ContentMismatch,
+            ChunkRefusal::Stopping,
+        ]
+        .into_iter()
+        .find(|refusal| *refusal as u64 == value)
+    }
 }
 
 impl Command {
@@ -164,6 +203,12 @@ impl Command {
             RequestCheckpoint,
             CheckpointChunk,
             Eviction,
+            ChunkWrite,
+            ChunkWriteOk,
+            ChunkRead,
+            ChunkData,
+            ChunkMissing,
+            ChunkRefused,
         ];
         all.get(value as usize).copied()
     }
@@ -321,6 +366,47 @@ impl Header {
                     return Some("checkpoint_chunk: piece beyond the total size");
                 }
             }
+            Command::ChunkWrite
+            | Command::ChunkWriteOk
+            | Command::ChunkRead
+            | Command::ChunkData
+            | Command::ChunkMissing
+            | Command::ChunkRefused => return self.invalid_chunk(command),
+        }
+        None
+    }
+
+    /// The chunk commands: `context` names the chunk, bodies only where
+    /// bytes travel, `op` (a crc32c) only in the answers that carry one.
+    fn invalid_chunk(&self, command: Command) -> Option<&'static str> {
+        let body = self.size.get() as usize > HEADER_SIZE;
+        if self.context.get() == 0 {
+            return Some("chunk: chunk id is zero");
+        }
+        if self.commit.get() != 0 || self.view.get() != 0 {
+            return Some("chunk: commit or view set");
+        }
+        let (body_expected, op_is_crc) = match command {
+            Command::ChunkWrite => (true, false),
+            Command::ChunkWriteOk => (false, true),
+            Command::ChunkRead | Command::ChunkMissing => (false, false),
+            Command::ChunkData => (true, true),
+            Command::ChunkRefused => {
+                if ChunkRefusal::from_u64(self.op.get()).is_none() {
+                    return Some("chunk_refused: unknown reason");
+                }
+                (false, false)
+            }
+            _ => unreachable!("not a chunk command"),
+        };
+        if body != body_expected {
+            return Some(if body { "chunk: body on a command without one" } else { "chunk: no bytes" });
+        }
+        if op_is_crc && self.op.get() > u64::from(u32::MAX) {
+            return Some("chunk: crc32c above u32");
+        }
+        if !op_is_crc && command != Command::ChunkRefused && self.op.get() != 0 {
+            return Some("chunk: op set");
         }
         None
     }

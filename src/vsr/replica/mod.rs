@@ -134,6 +134,10 @@ pub struct Replica<S: StateMachine> {
     pipeline: VecDeque<PipelineEntry>,
     request_queue: VecDeque<Message>,
     timestamp_last: u64,
+    /// Wall-clock nanoseconds from the driver (0 in the simulator, which
+    /// then times prepares by ticks alone): prepares carry real time so S3
+    /// Last-Modified is meaningful, never going backwards.
+    realtime_ns: u64,
     /// Highest op this replica has sent a PrepareOk for in the current view.
     ok_sent_op: u64,
 
@@ -244,6 +248,13 @@ impl<S: StateMachine> Replica<S> {
         out
     }
 
+    /// The driver's wall clock (nanoseconds since the Unix epoch), fed with
+    /// every tick. Only a primary's prepare timestamps use it; they stay
+    /// strictly increasing whatever the clock does.
+    pub fn set_realtime(&mut self, realtime_ns: u64) {
+        self.realtime_ns = realtime_ns;
+    }
+
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
     }
@@ -351,7 +362,16 @@ impl<S: StateMachine> Replica<S> {
             Command::RequestPrepare => self.on_request_prepare(&header),
             Command::RequestCheckpoint => self.on_request_checkpoint(&header),
             Command::CheckpointChunk => self.on_checkpoint_chunk(message),
-            Command::Reply | Command::Eviction | Command::Reserved => {
+            Command::Reply
+            | Command::Eviction
+            | Command::Reserved
+            | Command::ChunkWrite
+            | Command::ChunkWriteOk
+            | Command::ChunkRead
+            | Command::ChunkData
+            | Command::ChunkMissing
+            | Command::ChunkRefused => {
+                // Chunk traffic is the shard's chunk store's, never the log's.
                 self.drop_message("command not for a replica")
             }
         }
@@ -532,7 +552,8 @@ impl<S: StateMachine> Replica<S> {
         header.op.set(self.op + 1);
         header.commit.set(self.commit_max);
         header.parent.set(parent);
-        self.timestamp_last = (self.timestamp_last + 1).max(self.tick * 10_000_000);
+        self.timestamp_last =
+            (self.timestamp_last + 1).max(self.tick * 10_000_000).max(self.realtime_ns);
         header.timestamp.set(self.timestamp_last);
         let body: Vec<u8> = match &request {
             Some(request) => {

@@ -251,6 +251,7 @@ impl<S: StateMachine> Replica<S> {
             pipeline: VecDeque::new(),
             request_queue: VecDeque::new(),
             timestamp_last: 0,
+            realtime_ns: 0,
             ok_sent_op: 0,
             reads: VecDeque::new(),
             read_round: 0,

@@ -187,16 +187,19 @@ pub enum Limit {
     UserMetadataSize = 4,
     ChunksPerObject = 5,
     InlineSize = 6,
+    /// The encoded bytes of all objects (`ObjectStoreLimits::objects_bytes_max`).
+    ObjectsBytes = 7,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::Buckets,
         Limit::Objects,
         Limit::KeySize,
         Limit::UserMetadataSize,
         Limit::ChunksPerObject,
         Limit::InlineSize,
+        Limit::ObjectsBytes,
     ];
 
     pub fn from_u8(code: u8) -> Option<Limit> {
@@ -337,6 +340,25 @@ impl ObjectMeta {
             return Err("size differs from the sum of chunk lengths");
         }
         Ok(())
+    }
+
+    /// Bytes `encode` appends, without encoding.
+    pub fn encoded_size(&self) -> usize {
+        let option = |value: Option<u32>| if value.is_some() { 5 } else { 1 };
+        let metadata: usize =
+            self.user_metadata.iter().map(|(n, v)| 2 * PREFIX_SIZE + n.len() + v.len()).sum();
+        8 + PREFIX_SIZE
+            + self.etag.len()
+            + option(self.checksum_crc32c)
+            + option(self.checksum_crc32)
+            + PREFIX_SIZE
+            + self.content_type.len()
+            + PREFIX_SIZE
+            + metadata
+            + PREFIX_SIZE
+            + self.chunks.len() * CHUNK_REF_SIZE
+            + PREFIX_SIZE
+            + self.inline_data.len()
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::api::{
-    BucketEntry, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
+    BucketEntry, ChunkRef, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
     Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
 };
 use super::StateMachine;
@@ -30,6 +30,11 @@ pub struct ObjectStoreLimits {
     pub chunks_per_object_max: usize,
     /// Bytes of object data carried in the metadata op itself.
     pub inline_size_max: usize,
+    /// Encoded bytes of all object records together (keys, metadata,
+    /// chunk lists, inline data): what bounds a checkpoint in practice, as
+    /// the per-object worst case times `objects_max` is far too large a
+    /// bound (2 KiB of user metadata on every object).
+    pub objects_bytes_max: usize,
 }
 
 impl ObjectStoreLimits {
@@ -67,6 +72,14 @@ pub struct ObjectStore {
     pub(super) op_last: u64,
     pub(super) buckets: BTreeMap<Vec<u8>, Bucket>,
     pub(super) objects: BTreeMap<(u64, Vec<u8>), Object>,
+    /// Sum of `record_size` over `objects` (never above objects_bytes_max).
+    pub(super) objects_bytes: usize,
+}
+
+/// Bytes one object takes in a snapshot: bucket id, key with its prefix,
+/// version, last-modified, metadata.
+pub(super) fn record_size(key: &[u8], object: &Object) -> usize {
+    8 + 4 + key.len() + 8 + 8 + object.meta.encoded_size()
 }
 
 impl ObjectStore {
@@ -74,8 +87,13 @@ impl ObjectStore {
         assert!(limits.key_size_max >= 1);
         assert!(limits.key_size_max <= KEY_SIZE_MAX);
         assert!(limits.user_metadata_size_max <= USER_METADATA_SIZE_MAX);
-        let store =
-            ObjectStore { limits, op_last: 0, buckets: BTreeMap::new(), objects: BTreeMap::new() };
+        let store = ObjectStore {
+            limits,
+            op_last: 0,
+            buckets: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            objects_bytes: 0,
+        };
         // Computing the bounds once here turns an overflowing configuration
         // into a panic at start-up rather than at the first checkpoint.
         let _ = store.snapshot_size_max();
@@ -97,6 +115,17 @@ impl ObjectStore {
 
     pub fn object_count(&self) -> usize {
         self.objects.len()
+    }
+
+    /// Encoded bytes of all objects (bounded by `objects_bytes_max`).
+    pub fn objects_bytes(&self) -> usize {
+        self.objects_bytes
+    }
+
+    /// Every chunk the stored objects reference: the shard compares it with
+    /// its chunk store (repair of missing chunks, collection of the rest).
+    pub fn chunk_refs(&self) -> impl Iterator<Item = &ChunkRef> + '_ {
+        self.objects.values().flat_map(|object| object.meta.chunks.iter())
     }
 
     fn execute(&mut self, op: u64, timestamp: u64, request: Request) -> Reply {
@@ -172,8 +201,17 @@ impl ObjectStore {
         if existing.is_none() && self.objects.len() >= self.limits.objects_max {
             return Reply::LimitExceeded(Limit::Objects);
         }
-        self.objects.insert(key, Object { version: op, last_modified: timestamp, meta });
+        let size_old = existing.map_or(0, |object| record_size(&key.1, object));
+        let object = Object { version: op, last_modified: timestamp, meta };
+        let size_new = record_size(&key.1, &object);
+        let bytes = self.objects_bytes - size_old + size_new;
+        if bytes > self.limits.objects_bytes_max {
+            return Reply::LimitExceeded(Limit::ObjectsBytes);
+        }
+        self.objects_bytes = bytes;
+        self.objects.insert(key, object);
         assert!(self.objects.len() <= self.limits.objects_max);
+        assert!(self.objects_bytes <= self.limits.objects_bytes_max);
         Reply::ObjectPut { version: op }
     }
 
@@ -184,8 +222,11 @@ impl ObjectStore {
                 return Reply::PreconditionFailed;
             }
         }
-        let existed = self.objects.remove(&key).is_some();
-        Reply::ObjectDeleted { existed }
+        let removed = self.objects.remove(&key);
+        if let Some(object) = &removed {
+            self.objects_bytes -= record_size(&key.1, object);
+        }
+        Reply::ObjectDeleted { existed: removed.is_some() }
     }
 
     fn read(&self, request: &Request) -> Reply {

@@ -18,7 +18,7 @@ use super::api::{
     CHUNK_REF_SIZE, CONTENT_TYPE_SIZE_MAX, ETAG_SIZE_MAX, LIST_LIMIT_MAX, OBJECT_ENTRY_SIZE_FIXED,
 };
 use super::codec::{put_bytes, put_count, put_u64, put_u8, Decoder, PREFIX_SIZE};
-use super::object_store::{Bucket, ObjectStore, ObjectStoreLimits};
+use super::object_store::{record_size, Bucket, ObjectStore, ObjectStoreLimits};
 
 /// Bumped on any change to the layout; an unknown version is rejected.
 pub const SNAPSHOT_VERSION: u8 = 1;
@@ -69,10 +69,11 @@ impl ObjectStore {
             (1, OBJECT_RECORD_SIZE_FIXED + limits.key_size_max),
             (1, limits.meta_size_max()),
         ]);
+        let objects_worst = checked(&[(limits.objects_max, object_size_max)]);
         checked(&[
             (1, SNAPSHOT_HEADER_SIZE),
             (limits.buckets_max, BUCKET_SIZE_MAX),
-            (limits.objects_max, object_size_max),
+            (1, objects_worst.min(limits.objects_bytes_max)),
         ])
     }
 
@@ -100,11 +101,13 @@ impl ObjectStore {
             put_u64(out, bucket.created_timestamp);
         }
         put_count(out, self.objects.len());
+        let objects_start = out.len();
         for ((bucket_id, key), object) in &self.objects {
             put_u64(out, *bucket_id);
             put_bytes(out, key);
             object.encode(out);
         }
+        assert_eq!(out.len() - objects_start, self.objects_bytes);
         assert!(out.len() - size_before <= self.snapshot_size_bound());
     }
 
@@ -123,7 +126,12 @@ impl ObjectStore {
         let buckets = buckets_decode(&mut decoder, &limits, op_last, &mut ops_used)?;
         let objects = objects_decode(&mut decoder, &limits, op_last, &ops_used)?;
         decoder.finish().map_err(|_| "snapshot: trailing bytes")?;
-        Ok(ObjectStore { limits, op_last, buckets, objects })
+        let objects_bytes =
+            objects.iter().map(|((_, key), object)| record_size(key, object)).sum();
+        if objects_bytes > limits.objects_bytes_max {
+            return Err("snapshot: objects larger than objects_bytes_max");
+        }
+        Ok(ObjectStore { limits, op_last, buckets, objects, objects_bytes })
     }
 }
 

@@ -1,0 +1,516 @@
+//! Message transport over TCP on glommio: framing, per-connection send
+//! queues, and outbound links that reconnect with backoff. Shared by the
+//! server's shards and by every driver of the object client.
+//!
+//! A frame is a message as it is: the 256-byte header, then `size - 256`
+//! body bytes. The reader verifies the header checksum and rules before it
+//! trusts `size`, reads the body, verifies its checksum, and only then hands
+//! the message on; a frame that fails closes the connection (a byte stream
+//! cannot be resynchronised after a bad header) and is counted.
+//!
+//! Copies per message received: the kernel's copy into the connection's
+//! read buffer, then one into the message's own `Rc<[u8]>` (shared from
+//! then on by every user: the replica, the WAL write, a forward). Sends
+//! write each message's bytes straight from that buffer; small messages
+//! that queue up together are coalesced into one write (one copy, fewer
+//! syscalls).
+//!
+//! Every queue is bounded: a connection's send queue by bytes and count (a
+//! message that does not fit is dropped and counted: the protocols above
+//! retransmit), the shared inbox by bytes (readers wait for room: TCP
+//! backpressure to the sender).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use crate::vsr::message::{header_parse, Message, HEADER_SIZE};
+
+pub type ConnId = u64;
+
+/// Limits of one transport (see tuning.md).
+#[derive(Clone, Copy, Debug)]
+pub struct TransportLimits {
+    /// Largest frame accepted (header + body): chunk size plus the header.
+    pub frame_size_max: usize,
+    /// Bytes queued for sending on one connection.
+    pub send_queue_bytes_max: usize,
+    /// Messages queued for sending on one connection.
+    pub send_queue_count_max: usize,
+    /// Bytes received and not yet taken by the owner, over all connections.
+    pub inbox_bytes_max: usize,
+    /// Reconnect backoff of outbound links: first and largest wait.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl TransportLimits {
+    pub fn new(frame_size_max: usize) -> TransportLimits {
+        TransportLimits {
+            frame_size_max,
+            send_queue_bytes_max: 64 << 20,
+            send_queue_count_max: 65_536,
+            inbox_bytes_max: 128 << 20,
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(1_000),
+        }
+    }
+}
+
+/// Read buffer per connection; larger frames get their own buffer.
+const READ_BUFFER_SIZE: usize = 256 << 10;
+/// Small messages are coalesced into writes of up to this size.
+const WRITE_COALESCE_SIZE: usize = 256 << 10;
+/// Messages at least this large are written from their own bytes.
+const WRITE_DIRECT_SIZE: usize = 64 << 10;
+
+/// Counters of one transport, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TransportStats {
+    pub messages_received: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    /// Frames that failed a checksum or a header rule (connection closed).
+    pub frames_invalid: u64,
+    /// Messages dropped because a send queue was full or closed.
+    pub sends_dropped: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    /// Bytes copied in user space on receive (one copy per message).
+    pub bytes_copied_receive: u64,
+}
+
+/// What readers hand to the owner, and the wakers that join them.
+pub struct Inbox {
+    messages: VecDeque<(ConnId, Message)>,
+    closed: Vec<ConnId>,
+    bytes: usize,
+    bytes_max: usize,
+    owner: Option<Waker>,
+    readers: Vec<Waker>,
+    pub stats: TransportStats,
+}
+
+pub type SharedInbox = Rc<RefCell<Inbox>>;
+
+impl Inbox {
+    pub fn new(limits: &TransportLimits) -> SharedInbox {
+        Rc::new(RefCell::new(Inbox {
+            messages: VecDeque::new(),
+            closed: Vec::new(),
+            bytes: 0,
+            bytes_max: limits.inbox_bytes_max,
+            owner: None,
+            readers: Vec::new(),
+            stats: TransportStats::default(),
+        }))
+    }
+
+    /// Take everything received so far, and the connections that closed.
+    pub fn drain(&mut self) -> (Vec<(ConnId, Message)>, Vec<ConnId>) {
+        self.bytes = 0;
+        for waker in self.readers.drain(..) {
+            waker.wake();
+        }
+        (self.messages.drain(..).collect(), std::mem::take(&mut self.closed))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.closed.is_empty()
+    }
+
+    /// Wake `waker` when something arrives (the owner's event loop).
+    pub fn register_owner(&mut self, waker: &Waker) {
+        self.owner = Some(waker.clone());
+    }
+
+    /// Wake the owner (also used by other event sources sharing its loop).
+    pub fn wake_owner(&mut self) {
+        if let Some(waker) = self.owner.take() {
+            waker.wake();
+        }
+    }
+
+    fn push(&mut self, conn: ConnId, message: Message) {
+        self.bytes += message.bytes().len();
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += message.bytes().len() as u64;
+        self.stats.bytes_copied_receive += message.bytes().len() as u64;
+        self.messages.push_back((conn, message));
+        self.wake_owner();
+    }
+
+    fn push_closed(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+        self.stats.connections_closed += 1;
+        self.wake_owner();
+    }
+}
+
+/// Wait until the inbox has room (the owner drained it).
+async fn inbox_room(inbox: &SharedInbox) {
+    poll_fn(|context| {
+        let mut inbox = inbox.borrow_mut();
+        if inbox.bytes < inbox.bytes_max {
+            Poll::Ready(())
+        } else {
+            inbox.readers.push(context.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+struct SendQueue {
+    messages: VecDeque<Message>,
+    bytes: usize,
+    writer: Option<Waker>,
+}
+
+/// One TCP connection: its send queue; reader and writer tasks run it.
+pub struct Conn {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    queue: RefCell<SendQueue>,
+    closed: Cell<bool>,
+    limits: TransportLimits,
+    inbox: SharedInbox,
+}
+
+impl Conn {
+    /// Queue `message`; false (and counted) if the queue is full or the
+    /// connection closed.
+    pub fn send(&self, message: Message) -> bool {
+        let size = message.bytes().len();
+        let mut queue = self.queue.borrow_mut();
+        let full = queue.bytes + size > self.limits.send_queue_bytes_max
+            || queue.messages.len() >= self.limits.send_queue_count_max;
+        if self.closed.get() || full {
+            drop(queue);
+            self.inbox.borrow_mut().stats.sends_dropped += 1;
+            return false;
+        }
+        queue.bytes += size;
+        queue.messages.push_back(message);
+        if let Some(waker) = queue.writer.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.borrow().bytes
+    }
+
+    /// Close: the writer stops, the reader ends at its next wake-up.
+    pub fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let mut queue = self.queue.borrow_mut();
+        queue.messages.clear();
+        queue.bytes = 0;
+        if let Some(waker) = queue.writer.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Start the reader and writer tasks of an established connection.
+/// Returns the connection; its messages arrive in `inbox` under `id`, and
+/// `inbox` learns of its close.
+pub fn connection_start(
+    stream: TcpStream,
+    id: ConnId,
+    inbox: &SharedInbox,
+    limits: TransportLimits,
+) -> Rc<Conn> {
+    let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // Small messages must not wait for Nagle (40 ms with delayed ACKs).
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(RefCell::new(stream));
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        queue: RefCell::new(SendQueue { messages: VecDeque::new(), bytes: 0, writer: None }),
+        closed: Cell::new(false),
+        limits,
+        inbox: inbox.clone(),
+    });
+    inbox.borrow_mut().stats.connections_opened += 1;
+    let reader = (conn.clone(), stream.clone(), inbox.clone());
+    glommio::spawn_local(async move {
+        let (conn, stream, inbox) = reader;
+        let _ = read_loop(&conn, &stream, &inbox).await;
+        conn.close();
+        inbox.borrow_mut().push_closed(conn.id);
+    })
+    .detach();
+    let writer = conn.clone();
+    glommio::spawn_local(async move {
+        let _ = write_loop(&writer, &stream).await;
+        writer.close();
+        // Wake the reader's peer side: shutting down makes its read end.
+        let _ = poll_fn(|context| Pin::new(&mut *stream.borrow_mut()).poll_close(context)).await;
+    })
+    .detach();
+    conn
+}
+
+async fn read_some(stream: &Rc<RefCell<TcpStream>>, buffer: &mut [u8]) -> std::io::Result<usize> {
+    poll_fn(|context| Pin::new(&mut *stream.borrow_mut()).poll_read(context, buffer)).await
+}
+
+async fn write_some(stream: &Rc<RefCell<TcpStream>>, buffer: &[u8]) -> std::io::Result<usize> {
+    poll_fn(|context| Pin::new(&mut *stream.borrow_mut()).poll_write(context, buffer)).await
+}
+
+async fn write_all(stream: &Rc<RefCell<TcpStream>>, mut buffer: &[u8]) -> std::io::Result<()> {
+    while !buffer.is_empty() {
+        let written = write_some(stream, buffer).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buffer = &buffer[written..];
+    }
+    Ok(())
+}
+
+/// Why a connection's reader stopped.
+#[derive(Debug)]
+enum ReadEnd {
+    Closed,
+    Io,
+    Invalid,
+}
+
+async fn read_loop(
+    conn: &Conn,
+    stream: &Rc<RefCell<TcpStream>>,
+    inbox: &SharedInbox,
+) -> Result<(), ReadEnd> {
+    let frame_size_max = conn.limits.frame_size_max;
+    let mut buffer = vec![0u8; READ_BUFFER_SIZE];
+    let mut filled = 0usize;
+    loop {
+        // Parse every whole frame in the buffer.
+        let mut start = 0usize;
+        while filled - start >= HEADER_SIZE {
+            let header = header_parse(&buffer[start..filled], frame_size_max).map_err(|_| {
+                inbox.borrow_mut().stats.frames_invalid += 1;
+                ReadEnd::Invalid
+            })?;
+            let size = header.size.get() as usize;
+            if size > buffer.len() {
+                // Larger than the buffer: read it into its own.
+                let present = filled - start;
+                let mut frame = vec![0u8; size];
+                frame[..present].copy_from_slice(&buffer[start..filled]);
+                start = filled;
+                read_exact_into(conn, stream, &mut frame, present).await?;
+                deliver(inbox, conn.id, &frame).await?;
+                continue;
+            }
+            if filled - start < size {
+                break;
+            }
+            deliver(inbox, conn.id, &buffer[start..start + size]).await?;
+            start += size;
+        }
+        if start > 0 {
+            buffer.copy_within(start..filled, 0);
+            filled -= start;
+        }
+        if conn.closed.get() {
+            return Err(ReadEnd::Closed);
+        }
+        let read = read_some(stream, &mut buffer[filled..]).await.map_err(|_| ReadEnd::Io)?;
+        if read == 0 {
+            return Err(ReadEnd::Closed);
+        }
+        filled += read;
+    }
+}
+
+async fn read_exact_into(
+    conn: &Conn,
+    stream: &Rc<RefCell<TcpStream>>,
+    frame: &mut [u8],
+    mut have: usize,
+) -> Result<(), ReadEnd> {
+    while have < frame.len() {
+        if conn.closed.get() {
+            return Err(ReadEnd::Closed);
+        }
+        let read = read_some(stream, &mut frame[have..]).await.map_err(|_| ReadEnd::Io)?;
+        if read == 0 {
+            return Err(ReadEnd::Closed);
+        }
+        have += read;
+    }
+    Ok(())
+}
+
+/// Verify a whole frame and hand it to the inbox (waiting for room).
+async fn deliver(inbox: &SharedInbox, conn: ConnId, frame: &[u8]) -> Result<(), ReadEnd> {
+    let message = Message::parse(frame, frame.len()).map_err(|_| {
+        inbox.borrow_mut().stats.frames_invalid += 1;
+        ReadEnd::Invalid
+    })?;
+    inbox_room(inbox).await;
+    inbox.borrow_mut().push(conn, message);
+    Ok(())
+}
+
+async fn write_loop(conn: &Conn, stream: &Rc<RefCell<TcpStream>>) -> std::io::Result<()> {
+    let mut coalesced: Vec<u8> = Vec::with_capacity(WRITE_COALESCE_SIZE);
+    loop {
+        let batch = poll_fn(|context| {
+            let mut queue = conn.queue.borrow_mut();
+            if conn.closed.get() {
+                return Poll::Ready(None);
+            }
+            if queue.messages.is_empty() {
+                queue.writer = Some(context.waker().clone());
+                return Poll::Pending;
+            }
+            queue.bytes = 0;
+            Poll::Ready(Some(std::mem::take(&mut queue.messages)))
+        })
+        .await;
+        let Some(batch) = batch else { return Ok(()) };
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for message in batch {
+            let frame = message.bytes();
+            count += 1;
+            bytes += frame.len() as u64;
+            if frame.len() >= WRITE_DIRECT_SIZE {
+                if !coalesced.is_empty() {
+                    write_all(stream, &coalesced).await?;
+                    coalesced.clear();
+                }
+                write_all(stream, frame).await?;
+                continue;
+            }
+            if coalesced.len() + frame.len() > WRITE_COALESCE_SIZE {
+                write_all(stream, &coalesced).await?;
+                coalesced.clear();
+            }
+            coalesced.extend_from_slice(frame);
+        }
+        if !coalesced.is_empty() {
+            write_all(stream, &coalesced).await?;
+            coalesced.clear();
+        }
+        let mut inbox = conn.inbox.borrow_mut();
+        inbox.stats.messages_sent += count;
+        inbox.stats.bytes_sent += bytes;
+    }
+}
+
+/// Allocates connection ids for one owner.
+#[derive(Default)]
+pub struct ConnIds {
+    next: Cell<ConnId>,
+}
+
+impl ConnIds {
+    pub fn next(&self) -> ConnId {
+        let id = self.next.get() + 1;
+        self.next.set(id);
+        id
+    }
+}
+
+/// An outbound link to one address: the current connection, if any. A
+/// task keeps it connected, waiting `backoff_min` doubling to `backoff_max`
+/// between failed attempts.
+pub struct Link {
+    pub addr: SocketAddr,
+    conn: RefCell<Option<Rc<Conn>>>,
+    stopped: Cell<bool>,
+    pub connects: Cell<u64>,
+}
+
+impl Link {
+    /// Send on the current connection; false if there is none (dropped).
+    pub fn send(&self, message: Message) -> bool {
+        match &*self.conn.borrow() {
+            Some(conn) if !conn.is_closed() => conn.send(message),
+            _ => false,
+        }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.conn.borrow().as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    pub fn conn_id(&self) -> Option<ConnId> {
+        self.conn.borrow().as_ref().filter(|c| !c.is_closed()).map(|c| c.id)
+    }
+
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        if let Some(conn) = &*self.conn.borrow() {
+            conn.close();
+        }
+    }
+}
+
+/// Start a link to `addr`. `on_connect` runs on each new connection (e.g.
+/// to announce who we are).
+pub fn link_start(
+    addr: SocketAddr,
+    ids: Rc<ConnIds>,
+    inbox: &SharedInbox,
+    limits: TransportLimits,
+    on_connect: Rc<dyn Fn(&Conn)>,
+) -> Rc<Link> {
+    let link = Rc::new(Link {
+        addr,
+        conn: RefCell::new(None),
+        stopped: Cell::new(false),
+        connects: Cell::new(0),
+    });
+    let (task_link, inbox) = (link.clone(), inbox.clone());
+    glommio::spawn_local(async move {
+        let link = task_link;
+        let mut backoff = limits.backoff_min;
+        while !link.stopped.get() {
+            let connected =
+                glommio::timer::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await;
+            let Ok(stream) = connected else {
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(limits.backoff_max);
+                continue;
+            };
+            backoff = limits.backoff_min;
+            let conn = connection_start(stream, ids.next(), &inbox, limits);
+            link.connects.set(link.connects.get() + 1);
+            on_connect(&conn);
+            *link.conn.borrow_mut() = Some(conn.clone());
+            while !conn.is_closed() && !link.stopped.get() {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            *link.conn.borrow_mut() = None;
+            if !link.stopped.get() {
+                glommio::timer::sleep(limits.backoff_min).await;
+            }
+        }
+    })
+    .detach();
+    link
+}
