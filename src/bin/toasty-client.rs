@@ -13,7 +13,8 @@
 //!
 //! Object contents in `load` are a function of the key and the size, so
 //! `verify` checks every acknowledged object byte for byte from the ack
-//! log alone (`ack <key> <size> <unix_ms>` lines, flushed as they happen).
+//! log alone (`ack <key> <size> <unix_ms> <group>` lines, flushed as they
+//! happen).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -114,7 +115,7 @@ struct LoadArgs {
     /// Objects written first for get and mix (not measured).
     #[arg(long, default_value_t = 1000)]
     prefill: usize,
-    /// Append `ack <key> <size> <unix_ms>` for every acknowledged put.
+    /// Append `ack <key> <size> <unix_ms> <group>` for every acknowledged put.
     #[arg(long)]
     ack_log: Option<PathBuf>,
     /// Part of every key, so runs never collide.
@@ -126,6 +127,9 @@ struct LoadArgs {
     /// Keep retrying failed requests instead of counting them (crash tests).
     #[arg(long)]
     retry: bool,
+    /// Stop after this many requests in all (instead of --seconds).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -298,6 +302,8 @@ struct LoadState {
     last_done: Option<Instant>,
     ack_log: Option<std::fs::File>,
     verify_failures: u64,
+    /// Requests started (for --count).
+    started: u64,
 }
 
 async fn load(driver: Rc<ClientDriver>, args: LoadArgs) -> Result<(), String> {
@@ -317,7 +323,8 @@ async fn load(driver: Rc<ClientDriver>, args: LoadArgs) -> Result<(), String> {
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
     ));
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let seconds = if args.count.is_some() { 3600.0 } else { args.seconds };
+    let deadline = started + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for task in 0..args.concurrency {
         let (driver, args, state, histogram) =
@@ -374,6 +381,13 @@ async fn load_task(
     let mut prng = seed() | 1;
     let mut count = 0u64;
     while Instant::now() < deadline {
+        {
+            let mut state = state.borrow_mut();
+            if args.count.is_some_and(|total| state.started >= total) {
+                break;
+            }
+            state.started += 1;
+        }
         prng ^= prng << 13;
         prng ^= prng >> 7;
         prng ^= prng << 17;
@@ -391,7 +405,7 @@ async fn load_task(
                 let result = put(driver, bucket, &key, &data).await;
                 match result {
                     Ok(Reply::ObjectPut { .. }) => {
-                        ack(state, &key, args.size);
+                        ack(state, &key, args.size, driver.group_of(bucket, key.as_bytes()));
                         break Ok(());
                     }
                     Err(error) if args.retry && Instant::now() < deadline => {
@@ -439,12 +453,12 @@ async fn load_task(
     }
 }
 
-fn ack(state: &Rc<RefCell<LoadState>>, key: &str, size: usize) {
+fn ack(state: &Rc<RefCell<LoadState>>, key: &str, size: usize, group: u32) {
     let mut state = state.borrow_mut();
     state.keys.push(key.to_string());
     if let Some(log) = &mut state.ack_log {
         // Written before the next request: a kill loses no acknowledged key.
-        let _ = writeln!(log, "ack {key} {size} {}", unix_ms());
+        let _ = writeln!(log, "ack {key} {size} {} {group}", unix_ms());
         let _ = log.flush();
     }
 }

@@ -158,8 +158,11 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
     result
 }
 
-/// Bind the replica address (refusing a port another process holds: glommio
-/// binds with SO_REUSEPORT, which would silently share it) and accept.
+/// Bind the replica address and accept. glommio binds with SO_REUSEPORT,
+/// which would silently share the port with another process listening on
+/// it (two nodes configured with one port), so a listener that answers a
+/// connect first is refused. (A plain bind as the probe does not work: it
+/// fails on the TIME_WAIT sockets a killed predecessor leaves behind.)
 fn listen(
     params: &ShardParams,
     log: &Log,
@@ -168,11 +171,13 @@ fn listen(
     conns: &Rc<RefCell<BTreeMap<ConnId, Rc<Conn>>>>,
 ) -> Result<(), String> {
     let addr = params.peers[params.node as usize];
-    std::net::TcpListener::bind(addr).map_err(|e| {
-        format!("cannot listen on {addr} (replica port of shard {}): {e}; is another node \
-                 or process using it? pick other ports with --peers / --base-port",
-            params.group)
-    })?;
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        return Err(format!(
+            "cannot listen on {addr} (replica port of shard {}): another process is listening \
+             there; is another node using it? give each node its own base port in --peers",
+            params.group
+        ));
+    }
     let listener = TcpListener::bind(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
     log.info(format!("listening for replicas and clients on {addr}"));
     let (inbox, ids, conns, limits, log) =

@@ -1,5 +1,8 @@
-//! Helpers the real-process crash tests share (tests/crash.rs,
-//! tests/crash_chunks.rs).
+//! Helpers the real-process tests share (tests/crash.rs,
+//! tests/crash_chunks.rs, tests/cluster.rs).
+
+#[allow(dead_code)] // Each test binary uses its own part.
+pub mod cluster;
 
 use std::path::PathBuf;
 
@@ -19,6 +22,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // A failed test keeps its directory (logs, data) for the post-mortem.
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
