@@ -18,6 +18,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// crc32c of no bytes: a tombstone's.
+const CRC32C_EMPTY: u32 = 0;
+
 use super::format::{
     encode_record, position, record_size, RecordExpect, RecordHeader, SEGMENT_DATA_OFFSET,
 };
@@ -252,7 +255,8 @@ impl ChunkStore {
             }
         }
         let ticket = self.ticket_take();
-        self.append_record(chunk_id, data, RecordKind::Put { ticket }, Class::Put)?;
+        let kind = RecordKind::Put { ticket };
+        self.append_record(chunk_id, (data, crc), kind, Class::Put)?;
         self.stats.appends += 1;
         Ok(ticket)
     }
@@ -264,7 +268,7 @@ impl ChunkStore {
         }
         let ticket = self.ticket_take();
         let kind = RecordKind::Tombstone { ticket };
-        self.append_record(chunk_id, &[], kind, Class::Tombstone).map_err(|error| match error {
+        self.append_record(chunk_id, (&[], CRC32C_EMPTY), kind, Class::Tombstone).map_err(|error| match error {
             AppendError::NoSpace => DeleteError::NoSpace,
             _ => DeleteError::Busy,
         })?;
@@ -481,13 +485,16 @@ impl ChunkStore {
     ) -> Result<(), AppendError> {
         assert!(!tombstone || data.is_empty());
         let kind = RecordKind::Relocation { from, tombstone, sequence };
-        self.append_record(chunk_id, data, kind, Class::Relocation)
+        // Compaction verified `data` against `from.crc32c` (a tombstone's
+        // is that of no bytes).
+        self.append_record(chunk_id, (data, from.crc32c), kind, Class::Relocation)
     }
 
+    /// `data` comes with its crc32c, computed once by the caller.
     fn append_record(
         &mut self,
         chunk_id: ChunkId,
-        data: &[u8],
+        (data, data_crc32c): (&[u8], u32),
         kind: RecordKind,
         class: Class,
     ) -> Result<(), AppendError> {
@@ -518,8 +525,17 @@ impl ChunkStore {
             RecordKind::Relocation { sequence, .. } => sequence,
             _ => at,
         };
-        let header =
-            RecordHeader::new(&self.expect, chunk_id, segment, sequence, at, data, tombstone);
+        let expect = &self.expect;
+        let header = RecordHeader::with_crc32c(
+            expect,
+            chunk_id,
+            segment,
+            sequence,
+            at,
+            data,
+            data_crc32c,
+            tombstone,
+        );
         let location = Location {
             segment,
             offset,
