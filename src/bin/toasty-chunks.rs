@@ -124,6 +124,9 @@ enum Mode {
         /// Override `Config::batches_in_flight_max`.
         #[arg(long)]
         batches_in_flight_max: Option<u32>,
+        /// Override `Config::write_bytes_max`.
+        #[arg(long)]
+        write_bytes_max: Option<u64>,
     },
     /// Open an existing bench store and report its recovery scan (the
     /// startup time of a shard; run after `bench` with the same --segments).
@@ -171,12 +174,14 @@ fn main() -> ExitCode {
                 segments,
                 batch_bytes_max,
                 batches_in_flight_max,
+                write_bytes_max,
             } => {
                 let default_segments = if mode == BenchMode::Read1m { 8 } else { 16 };
                 let mut config = bench_config(segments.unwrap_or(default_segments));
                 config.batch_bytes_max = batch_bytes_max.unwrap_or(config.batch_bytes_max);
                 config.batches_in_flight_max =
                     batches_in_flight_max.unwrap_or(config.batches_in_flight_max);
+                config.write_bytes_max = write_bytes_max.unwrap_or(config.write_bytes_max);
                 bench(&data, mode, writers as usize, seconds, &config).await
             }
             Mode::Recover { data, segments } => {
@@ -753,7 +758,7 @@ fn report(
     let latency = &measurement.latency;
     let mode = mode.to_possible_value().map(|value| value.get_name().to_string());
     println!(
-        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2},\"batch_bytes_max\":{},\"batches_in_flight_max\":{},\"cpu_ms\":{cpu_ms:.0},\"runqueue_wait_ms\":{runqueue_ms:.0}}}",
+        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2},\"batch_bytes_max\":{},\"batches_in_flight_max\":{},\"write_bytes_max\":{},\"writes_in_place\":{},\"bytes_copied\":{},\"pool_allocations\":{},\"cpu_ms\":{cpu_ms:.0},\"runqueue_wait_ms\":{runqueue_ms:.0}}}",
         mode.unwrap_or_default(),
         record_size(chunk_bytes as u32),
         if measurement.full { "full" } else { "time" },
@@ -766,5 +771,9 @@ fn report(
         records as f64 / batches.max(1) as f64,
         config.batch_bytes_max,
         config.batches_in_flight_max,
+        config.write_bytes_max,
+        after.0.writes_in_place - before.0.writes_in_place,
+        after.0.bytes_copied - before.0.bytes_copied,
+        after.0.pool_allocations - before.0.pool_allocations,
     );
 }

@@ -376,15 +376,32 @@ impl RecordHeader {
     }
 }
 
+/// Where records are encoded: a `Vec` (tests, tools) or a batch's run of
+/// write pieces (`store.rs`).
+pub trait RecordSink {
+    fn put(&mut self, bytes: &[u8]);
+    fn put_zeros(&mut self, count: usize);
+}
+
+impl RecordSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn put_zeros(&mut self, count: usize) {
+        self.resize(self.len() + count, 0);
+    }
+}
+
 /// Append a whole record (header, data, zero padding) to `out`.
-pub fn encode_record(out: &mut Vec<u8>, header: &RecordHeader, data: &[u8]) {
+pub fn encode_record(out: &mut impl RecordSink, header: &RecordHeader, data: &[u8]) {
     assert_eq!(header.data_length.get() as usize, data.len());
-    let start = out.len();
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
     let size = record_size(data.len() as u32) as usize;
-    out.resize(start + size, 0);
-    assert!((out.len() - start).is_multiple_of(SECTOR_SIZE));
+    assert!(size.is_multiple_of(SECTOR_SIZE));
+    assert!(size >= RECORD_HEADER_SIZE + data.len());
+    out.put(header.as_bytes());
+    out.put(data);
+    out.put_zeros(size - RECORD_HEADER_SIZE - data.len());
 }
 
 /// What a segment header must match besides its own checksum.
