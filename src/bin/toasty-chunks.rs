@@ -753,12 +753,16 @@ fn report(
     let bytes_written = after.0.bytes_written - before.0.bytes_written;
     let batches = after.1.batches_flushed - before.1.batches_flushed;
     let records = after.1.records_acknowledged - before.1.records_acknowledged;
+    let fdatasync_us_mean =
+        (after.0.fdatasync_ns - before.0.fdatasync_ns) as f64 / 1e3 / fdatasyncs.max(1) as f64;
+    let write_depth_mean =
+        (after.0.write_depth_ns - before.0.write_depth_ns) as f64 / 1e9 / seconds;
     let cpu_ms = (after.2.cpu_ns - before.2.cpu_ns) as f64 / 1e6;
     let runqueue_ms = (after.2.runqueue_ns - before.2.runqueue_ns) as f64 / 1e6;
     let latency = &measurement.latency;
     let mode = mode.to_possible_value().map(|value| value.get_name().to_string());
     println!(
-        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2},\"batch_bytes_max\":{},\"batches_in_flight_max\":{},\"write_bytes_max\":{},\"writes_in_place\":{},\"bytes_copied\":{},\"pool_allocations\":{},\"cpu_ms\":{cpu_ms:.0},\"runqueue_wait_ms\":{runqueue_ms:.0}}}",
+        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2},\"batch_bytes_max\":{},\"batches_in_flight_max\":{},\"write_bytes_max\":{},\"writes_in_place\":{},\"bytes_copied\":{},\"pool_allocations\":{},\"fdatasync_us_mean\":{fdatasync_us_mean:.0},\"write_depth_mean\":{write_depth_mean:.2},\"cpu_ms\":{cpu_ms:.0},\"runqueue_wait_ms\":{runqueue_ms:.0}}}",
         mode.unwrap_or_default(),
         record_size(chunk_bytes as u32),
         if measurement.full { "full" } else { "time" },

@@ -545,6 +545,12 @@ pub struct DriverStats {
     pub bytes_copied: u64,
     /// Pool buffers allocated because none was free.
     pub pool_allocations: u64,
+    /// Time the fdatasyncs took, summed (concurrent ones each count).
+    pub fdatasync_ns: u64,
+    /// Writes in flight integrated over time: its growth over a window,
+    /// divided by the window, is the mean queue depth the device saw from
+    /// this shard (what fio's iodepth fixes).
+    pub write_depth_ns: u64,
 }
 
 enum Completion {
@@ -568,9 +574,30 @@ struct Shared {
     /// An fdatasync failed: no other starts (fsyncgate).
     sync_failed: bool,
     fdatasyncs: u64,
+    fdatasync_ns: u64,
+    writes_in_flight: u32,
+    /// When `writes_in_flight` last changed.
+    writes_changed: Option<Instant>,
+    /// Time integral of `writes_in_flight` (see `DriverStats`).
+    write_depth_ns: u64,
 }
 
 impl Shared {
+    fn writes_in_flight_add(&mut self, started: bool) {
+        let now = Instant::now();
+        if let Some(since) = self.writes_changed {
+            let nanos = u64::try_from((now - since).as_nanos()).unwrap_or(u64::MAX);
+            self.write_depth_ns += u64::from(self.writes_in_flight) * nanos;
+        }
+        self.writes_changed = Some(now);
+        if started {
+            self.writes_in_flight += 1;
+        } else {
+            assert!(self.writes_in_flight > 0);
+            self.writes_in_flight -= 1;
+        }
+    }
+
     fn complete(&mut self, completion: Completion) {
         self.completions.push_back(completion);
         if let Some(waker) = self.waker.take() {
@@ -614,9 +641,11 @@ impl ChunkDriver {
     }
 
     pub fn stats(&self) -> DriverStats {
-        let fdatasyncs = self.shared.borrow().fdatasyncs;
+        let shared = self.shared.borrow();
+        let (fdatasyncs, fdatasync_ns) = (shared.fdatasyncs, shared.fdatasync_ns);
+        let write_depth_ns = shared.write_depth_ns;
         let pool_allocations = self.pool.borrow().allocations;
-        DriverStats { fdatasyncs, pool_allocations, ..self.stats }
+        DriverStats { fdatasyncs, fdatasync_ns, write_depth_ns, pool_allocations, ..self.stats }
     }
 
     /// Start every request the store has queued, each as its own task.
@@ -693,6 +722,7 @@ impl ChunkDriver {
         assert_eq!(buffer.len(), length);
         self.stats.writes += 1;
         self.stats.bytes_written += size;
+        self.shared.borrow_mut().writes_in_flight_add(true);
         let (file, shared, path) = (self.file.clone(), self.shared.clone(), self.path.clone());
         let pool = self.pool.clone();
         glommio::spawn_local(async move {
@@ -702,6 +732,7 @@ impl ChunkDriver {
                 Ok(written) => written_whole(written, size, at),
                 Err(error) => Err(io_error_of(error)),
             };
+            shared.borrow_mut().writes_in_flight_add(false);
             if let (true, Ok(buffer)) = (pooled, Rc::try_unwrap(buffer)) {
                 pool.borrow_mut().give_back(buffer);
             }
@@ -779,9 +810,11 @@ fn syncs_start(file: &Rc<DmaFile>, shared: &Rc<RefCell<Shared>>, path: &Rc<Path>
 /// free slot meanwhile.
 async fn fdatasync(file: Rc<DmaFile>, shared: Rc<RefCell<Shared>>, path: Rc<Path>, ids: Vec<IoId>) {
     assert!(!ids.is_empty());
+    let started = Instant::now();
     let result = file.fdatasync().await;
     {
         let mut state = shared.borrow_mut();
+        state.fdatasync_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         assert!(state.fdatasyncs_running > 0);
         state.fdatasyncs_running -= 1;
         state.fdatasyncs += 1;
