@@ -48,7 +48,8 @@
 //!   syncs and reads overlap as far as the core allows: the core bounds what
 //!   is in flight (`batches_in_flight_max`, `records_pending_max`,
 //!   `bytes_pending_max`, `reads_in_flight_max`, one compaction read, two
-//!   scrub reads), so the driver adds no limit of its own.
+//!   scrub reads), so the driver adds no limit of its own beyond
+//!   `FDATASYNCS_IN_FLIGHT_MAX` and its pool's bound.
 //! - **Coalesced syncs, two at a time.** The `Sync`s of one `submit` share
 //!   one fdatasync, started at once unless `FDATASYNCS_IN_FLIGHT_MAX` (2)
 //!   run; then they wait, and the next one to finish starts one for all
