@@ -16,8 +16,9 @@ use toasty::chunkstore::format::{
 };
 use toasty::chunkstore::mem::{MemDriver, MemOptions};
 use toasty::chunkstore::{
-    AppendError, ChunkId, ChunkStore, Config, DeleteError, Event, IoError, Location, ReadError,
-    ReadTicket, Recovery, RecoveryReport, ScanError, SegmentStatus, Ticket, SECTOR_SIZE_U64,
+    AppendError, BufferMemory, BufferSource, ChunkId, ChunkStore, Config, DeleteError, Event,
+    HeapBuffers, IoError, Location, ReadError, ReadTicket, Recovery, RecoveryReport, Request,
+    ScanError, SegmentStatus, Ticket, SECTOR_SIZE_U64,
 };
 use toasty::sim::prng::{Prng, Ratio};
 
@@ -750,4 +751,86 @@ fn recovery_retries_failed_reads() {
     assert_eq!(report.chunks_live, 10);
     let scanned = u64::from(config().segment_count) * SEGMENT_DATA_OFFSET;
     assert!(report.bytes_scanned > scanned);
+}
+
+/// Lent memory holding an older write's bytes: the store must overwrite
+/// every byte it writes (header, data, padding).
+struct StaleMemory {
+    takes: u32,
+}
+
+impl BufferSource for StaleMemory {
+    fn take(&mut self, capacity_bytes: usize) -> Box<dyn BufferMemory> {
+        self.takes += 1;
+        let mut memory = HeapBuffers.take(capacity_bytes);
+        memory.bytes_mut().fill(0xa5);
+        memory
+    }
+}
+
+/// Recover a store from `image` (one `Vec` per segment) with no faults.
+fn recover_image(image: &[Vec<u8>]) -> ChunkStore {
+    let mut recovery = Recovery::new(config()).expect("valid config");
+    while let Some(read) = recovery.next_read() {
+        let range = read.offset as usize..(read.offset + read.length) as usize;
+        recovery.on_read(read, Ok(&image[read.segment as usize][range]));
+    }
+    recovery.finish().0
+}
+
+/// Batches are written in pieces of `write_bytes_max` from the store's
+/// buffer source: no write is longer, records span pieces, and what lands
+/// on disk reads back exactly, padding zeroed, even from memory that held
+/// other bytes. Fails if a piece is longer than the knob, a record is cut
+/// wrongly at a piece boundary, or stale bytes of lent memory reach disk.
+#[test]
+fn batches_are_written_in_pieces_from_lent_memory() {
+    let config = config();
+    let piece = config.write_bytes_max as usize;
+    let segment_bytes = config.segment_size_bytes as usize;
+    let mut image = vec![vec![0u8; segment_bytes]; config.segment_count as usize];
+    let mut store = recover_image(&image);
+    store.set_buffer_source(Box::new(StaleMemory { takes: 0 }));
+    // Largest records (12 KiB) span the 8 KiB pieces.
+    let ids: Vec<ChunkId> = (0..6).map(|n| chunk(100 + n)).collect();
+    let data = |chunk_id: ChunkId| vec![chunk_id as u8; config.chunk_size_max_bytes as usize];
+    for &chunk_id in &ids {
+        store.append(chunk_id, &data(chunk_id)).expect("room");
+    }
+    store.flush();
+    let (mut full, mut durable) = (0, 0);
+    for _ in 0..1_000 {
+        let Some(request) = store.take_request() else {
+            store.flush();
+            if store.io_in_flight() == 0 && store.records_pending() == 0 {
+                break;
+            }
+            continue;
+        };
+        match request {
+            Request::Write { id, segment, offset, data } => {
+                assert!(data.len() <= piece, "a write of {} bytes", data.len());
+                full += usize::from(data.len() == piece);
+                let start = offset as usize;
+                image[segment as usize][start..start + data.len()].copy_from_slice(&data);
+                store.on_write_done(id);
+            }
+            Request::Sync { id, .. } => store.on_sync_done(id),
+            Request::Read { .. } => panic!("nothing reads"),
+        }
+        while let Some(event) = store.take_event() {
+            durable += usize::from(matches!(event, Event::Durable { .. }));
+        }
+    }
+    assert_eq!(durable, ids.len());
+    assert!(full > 0, "no full piece: records never spanned pieces");
+    let recovered = recover_image(&image);
+    for &chunk_id in &ids {
+        let location = recovered.locate(chunk_id).expect("durable chunk recovered");
+        let record = &image[location.segment as usize]
+            [location.offset as usize..(location.offset + location.record_size()) as usize];
+        let (body, padding) = record[RECORD_HEADER_SIZE..].split_at(location.length as usize);
+        assert_eq!(body, data(chunk_id).as_slice());
+        assert!(padding.iter().all(|&byte| byte == 0), "stale bytes in the padding");
+    }
 }

@@ -117,6 +117,16 @@ enum Mode {
         /// Segments of 256 MiB (default: 8 for read1m, else 16: 4 GiB).
         #[arg(long)]
         segments: Option<u32>,
+        /// Override `Config::batch_bytes_max` (tuning experiments; the
+        /// JSON line names the value used).
+        #[arg(long)]
+        batch_bytes_max: Option<u64>,
+        /// Override `Config::batches_in_flight_max`.
+        #[arg(long)]
+        batches_in_flight_max: Option<u32>,
+        /// Override `Config::write_bytes_max`.
+        #[arg(long)]
+        write_bytes_max: Option<u64>,
     },
     /// Open an existing bench store and report its recovery scan (the
     /// startup time of a shard; run after `bench` with the same --segments).
@@ -156,8 +166,23 @@ fn main() -> ExitCode {
             Mode::Crash { data, run, verify, acks } => {
                 crash(&data, run, verify.as_deref(), acks).await
             }
-            Mode::Bench { data, mode, writers, seconds, segments } => {
-                bench(&data, mode, writers as usize, seconds, segments).await
+            Mode::Bench {
+                data,
+                mode,
+                writers,
+                seconds,
+                segments,
+                batch_bytes_max,
+                batches_in_flight_max,
+                write_bytes_max,
+            } => {
+                let default_segments = if mode == BenchMode::Read1m { 8 } else { 16 };
+                let mut config = bench_config(segments.unwrap_or(default_segments));
+                config.batch_bytes_max = batch_bytes_max.unwrap_or(config.batch_bytes_max);
+                config.batches_in_flight_max =
+                    batches_in_flight_max.unwrap_or(config.batches_in_flight_max);
+                config.write_bytes_max = write_bytes_max.unwrap_or(config.write_bytes_max);
+                bench(&data, mode, writers as usize, seconds, &config).await
             }
             Mode::Recover { data, segments } => {
                 if !ChunkFiles::exists(&data) {
@@ -511,14 +536,14 @@ async fn bench(
     mode: BenchMode,
     writers: usize,
     seconds: f64,
-    segments: Option<u32>,
+    config: &Config,
 ) -> Result<(), String> {
     if !(seconds > 0.0 && seconds <= 3600.0) {
         return Err(format!("--seconds must be in (0, 3600], not {seconds}"));
     }
-    let default_segments = if mode == BenchMode::Read1m { 8 } else { 16 };
-    let config = bench_config(segments.unwrap_or(default_segments));
+    // Outside input (the knob flags): an error, not an assert.
     config.validate().map_err(|e| format!("config: {e}"))?;
+    let config = *config;
     // A fresh store: earlier runs' chunks would change what is measured.
     let path = ChunkFiles::path_in(data);
     if path.exists() {
@@ -534,13 +559,15 @@ async fn bench(
     let duration = Duration::from_secs_f64(seconds);
     if mode == BenchMode::Read1m {
         let locations = fill(&mut store, &mut driver, &content).await?;
-        let before = (driver.stats(), store.stats());
+        let before = snapshot(&driver, &store);
         let measurement = reads(&mut store, &mut driver, writers, duration, &locations).await?;
-        report(mode, writers, chunk_bytes, &measurement, before, (driver.stats(), store.stats()));
+        let after = snapshot(&driver, &store);
+        report(mode, writers, chunk_bytes, &config, &measurement, before, after);
     } else {
-        let before = (driver.stats(), store.stats());
+        let before = snapshot(&driver, &store);
         let measurement = appends(&mut store, &mut driver, writers, duration, &content).await?;
-        report(mode, writers, chunk_bytes, &measurement, before, (driver.stats(), store.stats()));
+        let after = snapshot(&driver, &store);
+        report(mode, writers, chunk_bytes, &config, &measurement, before, after);
     }
     Ok(())
 }
@@ -683,12 +710,37 @@ async fn reads(
     Ok(measurement)
 }
 
-type Snapshot = (toasty::shard::chunks::DriverStats, toasty::chunkstore::Stats);
+type Snapshot = (toasty::shard::chunks::DriverStats, toasty::chunkstore::Stats, Scheduled);
+
+/// This thread's time on a CPU and waiting for one, from
+/// /proc/thread-self/schedstat (nanoseconds). The machine is shared: the
+/// wait says how much a neighbour delayed the shard's loop in a run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scheduled {
+    cpu_ns: u64,
+    runqueue_ns: u64,
+}
+
+impl Scheduled {
+    /// Zeros where the file is missing (not Linux, or no schedstats).
+    fn now() -> Scheduled {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let mut fields = text.split_whitespace().map(|field| field.parse::<u64>().unwrap_or(0));
+        let cpu_ns = fields.next().unwrap_or(0);
+        let runqueue_ns = fields.next().unwrap_or(0);
+        Scheduled { cpu_ns, runqueue_ns }
+    }
+}
+
+fn snapshot(driver: &ChunkDriver, store: &ChunkStore) -> Snapshot {
+    (driver.stats(), store.stats(), Scheduled::now())
+}
 
 fn report(
     mode: BenchMode,
     writers: usize,
     chunk_bytes: usize,
+    config: &Config,
     measurement: &Measurement,
     before: Snapshot,
     after: Snapshot,
@@ -701,10 +753,16 @@ fn report(
     let bytes_written = after.0.bytes_written - before.0.bytes_written;
     let batches = after.1.batches_flushed - before.1.batches_flushed;
     let records = after.1.records_acknowledged - before.1.records_acknowledged;
+    let fdatasync_us_mean =
+        (after.0.fdatasync_ns - before.0.fdatasync_ns) as f64 / 1e3 / fdatasyncs.max(1) as f64;
+    let write_depth_mean =
+        (after.0.write_depth_ns - before.0.write_depth_ns) as f64 / 1e9 / seconds;
+    let cpu_ms = (after.2.cpu_ns - before.2.cpu_ns) as f64 / 1e6;
+    let runqueue_ms = (after.2.runqueue_ns - before.2.runqueue_ns) as f64 / 1e6;
     let latency = &measurement.latency;
     let mode = mode.to_possible_value().map(|value| value.get_name().to_string());
     println!(
-        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2}}}",
+        "{{\"mode\":\"{}\",\"writers\":{writers},\"chunk_bytes\":{chunk_bytes},\"record_bytes\":{},\"seconds\":{seconds:.3},\"stopped\":\"{}\",\"ops\":{},\"ops_per_second\":{ops_per_second:.0},\"mib_per_second\":{mib_per_second:.1},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"batches\":{batches},\"sync_requests\":{sync_requests},\"syncs\":{fdatasyncs},\"bytes_written\":{bytes_written},\"bytes_per_sync\":{:.0},\"records_per_batch\":{:.2},\"batch_bytes_max\":{},\"batches_in_flight_max\":{},\"write_bytes_max\":{},\"writes_in_place\":{},\"bytes_copied\":{},\"pool_allocations\":{},\"fdatasync_us_mean\":{fdatasync_us_mean:.0},\"write_depth_mean\":{write_depth_mean:.2},\"cpu_ms\":{cpu_ms:.0},\"runqueue_wait_ms\":{runqueue_ms:.0}}}",
         mode.unwrap_or_default(),
         record_size(chunk_bytes as u32),
         if measurement.full { "full" } else { "time" },
@@ -715,5 +773,11 @@ fn report(
         latency.max(),
         bytes_written as f64 / fdatasyncs.max(1) as f64,
         records as f64 / batches.max(1) as f64,
+        config.batch_bytes_max,
+        config.batches_in_flight_max,
+        config.write_bytes_max,
+        after.0.writes_in_place - before.0.writes_in_place,
+        after.0.bytes_copied - before.0.bytes_copied,
+        after.0.pool_allocations - before.0.pool_allocations,
     );
 }

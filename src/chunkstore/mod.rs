@@ -87,9 +87,13 @@
 //!   at a later restart, as garbage for the shard's GC.
 //! - A store where every sector holds a live chunk or a needed tombstone
 //!   refuses deletes too (NoSpace) until it gets more disk.
-//! - Write buffers are `Vec`s allocated per batch run; a pool of aligned DMA
-//!   buffers comes with the glommio driver.
+//! - The chunk's bytes are copied once, from `append`'s slice into the
+//!   batch's write buffers ([`buffer`]: memory the driver lends, a pool of
+//!   aligned DMA buffers in the glommio driver); taking ownership of the
+//!   caller's buffer would save it only if that were already aligned DMA
+//!   memory.
 
+pub mod buffer;
 pub mod format;
 pub mod mem;
 pub mod recovery;
@@ -101,6 +105,7 @@ mod scan;
 mod segment;
 mod store;
 
+pub use buffer::{BufferMemory, BufferSource, HeapBuffers, WriteBuffer};
 pub use read::ChunkBytes;
 pub use recovery::{Hole, Recovery, RecoveryRead, RecoveryReport, SegmentSummary, SkippedRecord};
 pub use scan::ScanError;
@@ -168,8 +173,10 @@ pub struct IoError {
 /// What the driver must execute. Offsets and lengths are sector aligned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Complete with `on_write_done` once the write returned (not yet durable).
-    Write { id: IoId, segment: u32, offset: u64, data: Vec<u8> },
+    /// Complete with `on_write_done` once the write returned (not yet
+    /// durable). At most `write_bytes_max` bytes; `data`'s memory came from
+    /// the store's `BufferSource`, or the heap.
+    Write { id: IoId, segment: u32, offset: u64, data: WriteBuffer },
     /// fdatasync of the segment file; complete with `on_sync_done`.
     Sync { id: IoId, segment: u32 },
     /// Complete with `on_read_done` and exactly `length` bytes.
@@ -288,6 +295,9 @@ pub struct Config {
     pub batch_delay_ticks: u64,
     /// Batches flushed and not yet acknowledged.
     pub batches_in_flight_max: u32,
+    /// A batch's contiguous bytes go to the disk in writes of this size
+    /// (the last one of a run shorter), each its own buffer and request.
+    pub write_bytes_max: u64,
     /// Records appended and not yet durable (queued and in flight).
     pub records_pending_max: u32,
     /// Record bytes appended and not yet durable.
@@ -322,6 +332,8 @@ impl Config {
             batch_records_max: 8,
             batch_delay_ticks: 2,
             batches_in_flight_max: 2,
+            // Below a largest record (12 KiB): records span writes.
+            write_bytes_max: 8 * 1024,
             records_pending_max: 32,
             bytes_pending_max: 256 * 1024,
             reads_in_flight_max: 8,
@@ -347,6 +359,8 @@ impl Config {
             batch_records_max: 64,
             batch_delay_ticks: 1,
             batches_in_flight_max: 4,
+            // One largest record: a 1 MiB chunk is one write, in place.
+            write_bytes_max: format::record_size(1 << 20),
             records_pending_max: 256,
             bytes_pending_max: 32 << 20,
             reads_in_flight_max: 64,
@@ -392,6 +406,13 @@ impl Config {
         }
         if self.batches_in_flight_max == 0 {
             return Err("batches_in_flight_max must be positive");
+        }
+        if self.write_bytes_max == 0 || !self.write_bytes_max.is_multiple_of(sector) {
+            return Err("write_bytes_max must be a positive multiple of the sector size");
+        }
+        if self.write_bytes_max > self.batch_bytes_max {
+            // A larger piece would only ever be partly used.
+            return Err("write_bytes_max must not exceed batch_bytes_max");
         }
         if self.records_pending_max < self.batch_records_max
             || self.bytes_pending_max < self.batch_bytes_max

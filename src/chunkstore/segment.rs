@@ -192,6 +192,7 @@ impl ChunkStore {
             SegmentHeader::new(&expect, update.state, update.generation, update.copy).sector();
         let offset = u64::from(update.copy) * SECTOR_SIZE_U64;
         self.stats.writes += 1;
+        let data = data.into();
         self.io_issue(Io::Header { segment }, |id| Request::Write { id, segment, offset, data });
     }
 

@@ -3,10 +3,13 @@
 //! compaction and the scrubber in `maintenance.rs`.
 //!
 //! A record's life: `append` gives it a place (the active segment's cursor)
-//! and a sequence, and copies it into the open batch. `flush` (size, count,
-//! delay or explicit) moves the open batch in flight: one write per
-//! contiguous run, issued once every segment it touches has a durable Open
-//! header; after all its writes, one sync per segment. Batches are
+//! and a sequence, and encodes it into the open batch (memory lent by the
+//! driver, see `buffer.rs`). `flush` (size, count, delay or explicit) moves
+//! the open batch in flight: each contiguous run is written in pieces of
+//! `write_bytes_max`, all issued at once when every segment the batch
+//! touches has a durable Open header (several writes in flight, as fio's
+//! 1 MiB writes at a queue depth, not one long write per batch); after all
+//! its writes, one sync per segment. Batches are
 //! acknowledged in order, and only then does the index see their records.
 //! The index thus always holds a prefix of the appends, all durable.
 //!
@@ -18,8 +21,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// crc32c of no bytes: a tombstone's.
+const CRC32C_EMPTY: u32 = 0;
+
+use super::buffer::{BufferSource, HeapBuffers, WriteBuffer};
 use super::format::{
-    encode_record, position, record_size, RecordExpect, RecordHeader, SEGMENT_DATA_OFFSET,
+    encode_record, position, record_size, RecordExpect, RecordHeader, RecordSink,
+    SEGMENT_DATA_OFFSET,
 };
 use super::index::{index_bytes_per_chunk, Index};
 use super::maintenance::{Compaction, Scrub};
@@ -63,12 +71,57 @@ impl RecordMeta {
     }
 }
 
-/// Contiguous record bytes for one segment: one write.
+/// Contiguous record bytes for one segment, in pieces of
+/// `write_bytes_max` (every piece but the last full): one write each.
 #[derive(Debug)]
 struct Run {
     segment: u32,
     offset: u64,
-    buffer: Vec<u8>,
+    pieces: Vec<WriteBuffer>,
+    length: u64,
+}
+
+/// Encodes into a run, taking a new piece from the source when the last
+/// one is full.
+struct RunSink<'a> {
+    run: &'a mut Run,
+    source: &'a mut dyn BufferSource,
+    piece_bytes: usize,
+}
+
+impl RunSink<'_> {
+    /// The piece to write into next, with room left.
+    fn piece(&mut self) -> &mut WriteBuffer {
+        if self.run.pieces.last().is_none_or(|piece| piece.room() == 0) {
+            let memory = self.source.take(self.piece_bytes);
+            assert_eq!(memory.bytes().len(), self.piece_bytes, "lent memory of another size");
+            self.run.pieces.push(WriteBuffer::new(memory));
+        }
+        let Some(piece) = self.run.pieces.last_mut() else { unreachable!("a piece was ensured") };
+        piece
+    }
+}
+
+impl RecordSink for RunSink<'_> {
+    fn put(&mut self, mut bytes: &[u8]) {
+        self.run.length += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let piece = self.piece();
+            let (now, rest) = bytes.split_at(piece.room().min(bytes.len()));
+            piece.extend_from_slice(now);
+            bytes = rest;
+        }
+    }
+
+    fn put_zeros(&mut self, mut count: usize) {
+        self.run.length += count as u64;
+        while count > 0 {
+            let piece = self.piece();
+            let now = piece.room().min(count);
+            piece.extend_zeros(now);
+            count -= now;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +231,8 @@ pub struct ChunkStore {
     pub(crate) scrub: Scrub,
     pub(crate) compaction: Option<Compaction>,
     pub(crate) stats: Stats,
+    /// Where batches are encoded (the driver's memory, or the heap).
+    buffers: Box<dyn BufferSource>,
 }
 
 impl ChunkStore {
@@ -222,6 +277,7 @@ impl ChunkStore {
             scrub: Scrub::default(),
             compaction: None,
             stats: Stats::default(),
+            buffers: Box::new(HeapBuffers),
         };
         let entries: Vec<(Location, bool)> =
             store.index.iter().map(|(_, entry)| (entry.location(), entry.deleted())).collect();
@@ -238,6 +294,12 @@ impl ChunkStore {
         &self.config
     }
 
+    /// Encode batches into memory from `source` from now on (a driver's
+    /// pool; the default is the heap). Asked for `write_bytes_max` at a time.
+    pub fn set_buffer_source(&mut self, source: Box<dyn BufferSource>) {
+        self.buffers = source;
+    }
+
     /// Queue `data` as chunk `chunk_id`; [`Event::Durable`] follows once it
     /// is on stable storage.
     pub fn append(&mut self, chunk_id: ChunkId, data: &[u8]) -> Result<Ticket, AppendError> {
@@ -252,7 +314,8 @@ impl ChunkStore {
             }
         }
         let ticket = self.ticket_take();
-        self.append_record(chunk_id, data, RecordKind::Put { ticket }, Class::Put)?;
+        let kind = RecordKind::Put { ticket };
+        self.append_record(chunk_id, (data, crc), kind, Class::Put)?;
         self.stats.appends += 1;
         Ok(ticket)
     }
@@ -264,10 +327,12 @@ impl ChunkStore {
         }
         let ticket = self.ticket_take();
         let kind = RecordKind::Tombstone { ticket };
-        self.append_record(chunk_id, &[], kind, Class::Tombstone).map_err(|error| match error {
-            AppendError::NoSpace => DeleteError::NoSpace,
-            _ => DeleteError::Busy,
-        })?;
+        self.append_record(chunk_id, (&[], CRC32C_EMPTY), kind, Class::Tombstone).map_err(
+            |error| match error {
+                AppendError::NoSpace => DeleteError::NoSpace,
+                _ => DeleteError::Busy,
+            },
+        )?;
         self.stats.deletes += 1;
         Ok(ticket)
     }
@@ -481,13 +546,16 @@ impl ChunkStore {
     ) -> Result<(), AppendError> {
         assert!(!tombstone || data.is_empty());
         let kind = RecordKind::Relocation { from, tombstone, sequence };
-        self.append_record(chunk_id, data, kind, Class::Relocation)
+        // Compaction verified `data` against `from.crc32c` (a tombstone's
+        // is that of no bytes).
+        self.append_record(chunk_id, (data, from.crc32c), kind, Class::Relocation)
     }
 
+    /// `data` comes with its crc32c, computed once by the caller.
     fn append_record(
         &mut self,
         chunk_id: ChunkId,
-        data: &[u8],
+        (data, data_crc32c): (&[u8], u32),
         kind: RecordKind,
         class: Class,
     ) -> Result<(), AppendError> {
@@ -518,8 +586,17 @@ impl ChunkStore {
             RecordKind::Relocation { sequence, .. } => sequence,
             _ => at,
         };
-        let header =
-            RecordHeader::new(&self.expect, chunk_id, segment, sequence, at, data, tombstone);
+        let expect = &self.expect;
+        let header = RecordHeader::with_crc32c(
+            expect,
+            chunk_id,
+            segment,
+            sequence,
+            at,
+            data,
+            data_crc32c,
+            tombstone,
+        );
         let location = Location {
             segment,
             offset,
@@ -558,18 +635,21 @@ impl ChunkStore {
         if batch.records.is_empty() {
             batch.opened_tick = self.tick;
         }
-        let contiguous = batch.runs.last().is_some_and(|run| {
-            run.segment == segment && run.offset + run.buffer.len() as u64 == offset
-        });
+        let contiguous = batch
+            .runs
+            .last()
+            .is_some_and(|run| run.segment == segment && run.offset + run.length == offset);
         if !contiguous {
-            let capacity = self.config.batch_bytes_max as usize;
-            batch.runs.push(Run { segment, offset, buffer: Vec::with_capacity(capacity) });
+            batch.runs.push(Run { segment, offset, pieces: Vec::new(), length: 0 });
         }
         let Some(run) = batch.runs.last_mut() else { unreachable!("a run was just ensured") };
-        let before = run.buffer.len();
-        encode_record(&mut run.buffer, header, data);
-        batch.bytes += (run.buffer.len() - before) as u64;
-        assert!(run.offset + run.buffer.len() as u64 <= self.config.segment_size_bytes);
+        let before = run.length;
+        let piece_bytes = self.config.write_bytes_max as usize;
+        let mut sink = RunSink { run, source: self.buffers.as_mut(), piece_bytes };
+        encode_record(&mut sink, header, data);
+        batch.bytes += run.length - before;
+        assert!(run.offset + run.length <= self.config.segment_size_bytes);
+        assert_eq!(run.pieces.len() as u64, run.length.div_ceil(piece_bytes as u64));
     }
 
     /// Move the open batch in flight if it is due and a slot is free.
@@ -615,22 +695,39 @@ impl ChunkStore {
             }
             let batch = &mut self.batches[index];
             let runs = std::mem::take(&mut batch.runs);
-            batch.state = BatchState::Writing { outstanding: runs.len() as u32 };
+            let pieces: usize = runs.iter().map(|run| run.pieces.len()).sum();
+            batch.state = BatchState::Writing { outstanding: pieces as u32 };
             let batch_id = batch.id;
             for run in runs {
                 assert!(run.offset >= SEGMENT_DATA_OFFSET);
                 assert!(run.offset.is_multiple_of(SECTOR_SIZE_U64));
-                assert!((run.buffer.len() as u64).is_multiple_of(SECTOR_SIZE_U64));
-                self.stats.writes += 1;
-                self.stats.bytes_written += run.buffer.len() as u64;
-                self.io_issue(Io::BatchWrite { batch: batch_id }, |id| Request::Write {
-                    id,
-                    segment: run.segment,
-                    offset: run.offset,
-                    data: run.buffer,
-                });
+                assert!(run.length.is_multiple_of(SECTOR_SIZE_U64));
+                self.run_issue(batch_id, run);
             }
         }
+    }
+
+    /// One write per piece; every piece but the last is full.
+    fn run_issue(&mut self, batch: u64, run: Run) {
+        let piece_bytes = self.config.write_bytes_max;
+        let count = run.pieces.len();
+        let mut offset = run.offset;
+        for (index, data) in run.pieces.into_iter().enumerate() {
+            let length = data.len() as u64;
+            assert!(length > 0 && length.is_multiple_of(SECTOR_SIZE_U64));
+            assert!(length == piece_bytes || index + 1 == count);
+            let segment = run.segment;
+            self.stats.writes += 1;
+            self.stats.bytes_written += length;
+            self.io_issue(Io::BatchWrite { batch }, |id| Request::Write {
+                id,
+                segment,
+                offset,
+                data,
+            });
+            offset += length;
+        }
+        assert_eq!(offset, run.offset + run.length);
     }
 
     fn batch_mut(&mut self, id: u64) -> &mut Batch {

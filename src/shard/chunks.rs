@@ -48,10 +48,18 @@
 //!   syncs and reads overlap as far as the core allows: the core bounds what
 //!   is in flight (`batches_in_flight_max`, `records_pending_max`,
 //!   `bytes_pending_max`, `reads_in_flight_max`, one compaction read, two
-//!   scrub reads), so the driver adds no limit of its own.
-//! - **Coalesced syncs.** A `Sync` waits for the running fdatasync (which
-//!   may have started before its writes completed) and is then covered by
-//!   the next one, shared with every `Sync` that arrived meanwhile.
+//!   scrub reads), so the driver adds no limit of its own beyond
+//!   `FDATASYNCS_IN_FLIGHT_MAX` and its pool's bound.
+//! - **Coalesced syncs, two at a time.** The `Sync`s of one `submit` share
+//!   one fdatasync, started at once unless `FDATASYNCS_IN_FLIGHT_MAX` (2)
+//!   run; then they wait, and the next one to finish starts one for all
+//!   that waited. An fdatasync covers only the syncs taken when it started
+//!   (their writes had completed; one already running may have started
+//!   before them). Two may overlap safely: every write here is O_DIRECT
+//!   and reports its own error, so an fdatasync's result is that of its
+//!   device FLUSH, which each gets (no page-cache writeback error that one
+//!   fdatasync could consume and hide from the other), and after any
+//!   failure none starts again.
 //! - **A failed or short write, or a failed fdatasync, stops the shard**
 //!   ([`ChunkDriver::step`] returns the error; the request is never reported
 //!   done). After a failed fdatasync the state of the written blocks is
@@ -67,9 +75,18 @@
 //!
 //! # Known limitations
 //!
-//! - One copy per write and per read: the core's `Vec` is copied into a DMA
-//!   buffer, and a read's DMA buffer into the `Vec` the core verifies. A pool
-//!   of aligned buffers shared with the core would remove both.
+//! - **Writes come from a pool of DMA buffers** (`DmaPool`): the core
+//!   encodes each batch straight into pool buffers of `write_bytes_max`
+//!   (one largest record), a full one is written as it is and returns to
+//!   the pool once written. Copied still: the chunk's bytes into the pool
+//!   buffer (`append` takes a slice: ~100 µs per MiB here, the memory
+//!   bandwidth of a cold destination), a run's last, partial piece (4-12 KiB
+//!   for 1 MiB chunks: a `DmaBuffer` cannot be shortened and regrown), and a
+//!   read's DMA buffer into the `Vec` the core verifies.
+//! - Pool buffers beyond glommio's registered `io_memory` (2 MiB in
+//!   toasty-chunks, bounded by this machine's 8 MiB memlock) are plain heap
+//!   memory: the kernel pins their pages on every write (`gup`, ~10 % of
+//!   write1m's CPU). A larger memlock and `io_memory` would remove that.
 //! - Recovery keeps one read in flight, as `Recovery` asks (startup time is
 //!   the bytes of open segments over QD1 bandwidth: 550-900 MiB/s here).
 //! - A lone writer's durable 4 KiB append costs ~250 µs, 0.65-0.8x fio's
@@ -79,6 +96,7 @@
 //!   ahead of fio).
 
 use super::file::{io_error_of, sync_directory, written_whole, zero_fill};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
@@ -94,7 +112,8 @@ use glommio::GlommioError;
 
 use super::checks;
 use crate::chunkstore::{
-    ChunkStore, Config, IoError, IoId, Recovery, RecoveryReport, Request, SECTOR_SIZE_U64,
+    BufferMemory, BufferSource, ChunkStore, Config, IoError, IoId, Recovery, RecoveryReport,
+    Request, WriteBuffer, SECTOR_SIZE_U64,
 };
 
 /// The chunk file's name inside a shard's data directory.
@@ -103,6 +122,14 @@ const FILE_NAME_TEMPORARY: &str = "chunks.seg.formatting";
 
 /// Zero-fill writes: 4 MiB each, 8 in flight (QD8 is where this disk's
 /// sequential writes reach most of their bandwidth, research/limits.md).
+
+/// fdatasyncs running at once. With one, a sync whose writes completed
+/// just after an fdatasync started waits for that one (~1-2 ms on this
+/// disk under load) before its own starts; with two it starts at once.
+/// write1m with 8 writers, medians of 8 interleaved rounds each ratio to
+/// fio in its round (perf/chunks.md): 1: 0.71 and 0.81, 2: 0.85 and 0.84,
+/// 4: 0.78 and 0.77. More add FLUSHes the device serializes anyway.
+pub const FDATASYNCS_IN_FLIGHT_MAX: u32 = 2;
 
 /// The tick the production configuration is sized for (`Config::production`:
 /// batch delay, compaction retry and scrub rate are counted in 10 ms ticks).
@@ -208,6 +235,8 @@ pub struct ChunkFiles {
     file: Rc<DmaFile>,
     path: Rc<Path>,
     config: Config,
+    /// Shared by the store `recover` builds and the driver.
+    pool: Rc<RefCell<DmaPool>>,
 }
 
 /// What `recover` found, and how long it took.
@@ -366,7 +395,9 @@ impl ChunkFiles {
                 return Err(ChunkFilesError::Io { path, what: "read", error });
             }
         }
-        Ok(ChunkFiles { file: Rc::new(file), path: path.into(), config: *config })
+        let file = Rc::new(file);
+        let pool = Rc::new(RefCell::new(DmaPool::new(file.clone(), config)));
+        Ok(ChunkFiles { file, path: path.into(), config: *config, pool })
     }
 
     pub fn path(&self) -> &Path {
@@ -386,7 +417,8 @@ impl ChunkFiles {
                 Err(error) => recovery.on_read(read, Err(io_failure(error))),
             }
         }
-        let (store, report) = recovery.finish();
+        let (mut store, report) = recovery.finish();
+        store.set_buffer_source(Box::new(PoolSource(self.pool.clone())));
         Ok(Recovered { store, report, elapsed: started.elapsed() })
     }
 
@@ -397,10 +429,85 @@ impl ChunkFiles {
             path: self.path.clone(),
             config: self.config,
             shared: Rc::new(RefCell::new(Shared::default())),
+            pool: self.pool.clone(),
             tick,
             tick_next: Instant::now() + tick,
             stats: DriverStats::default(),
         }
+    }
+}
+
+/// Aligned DMA buffers of `write_bytes_max` bytes, reused. The store
+/// encodes batches straight into them (`PoolSource`), the driver writes a
+/// full one as it is and takes it back once written: no copy from a batch
+/// `Vec` into a fresh DMA buffer and no page faults of fresh memory per
+/// write (perf of write1m before the pool: 34 % of the CPU in memmove, half
+/// of it that copy, and 8 % in page faults).
+struct DmaPool {
+    file: Rc<DmaFile>,
+    buffer_bytes: usize,
+    free: Vec<DmaBuffer>,
+    /// Buffers kept: every byte the pending limits allow in pieces, plus a
+    /// partial piece per batch (in flight and open). More are dropped when
+    /// written, so the pool never holds more than the store can use at once.
+    free_max: usize,
+    allocations: u64,
+}
+
+impl DmaPool {
+    fn new(file: Rc<DmaFile>, config: &Config) -> DmaPool {
+        let buffer_bytes = config.write_bytes_max as usize;
+        let pieces_pending = config.bytes_pending_max.div_ceil(config.write_bytes_max) as usize;
+        let free_max = pieces_pending + config.batches_in_flight_max as usize + 1;
+        DmaPool { file, buffer_bytes, free: Vec::new(), free_max, allocations: 0 }
+    }
+
+    fn take(&mut self, capacity_bytes: usize) -> DmaBuffer {
+        if capacity_bytes == self.buffer_bytes {
+            if let Some(buffer) = self.free.pop() {
+                assert_eq!(buffer.len(), self.buffer_bytes);
+                return buffer;
+            }
+        }
+        self.allocations += 1;
+        self.file.alloc_dma_buffer(capacity_bytes)
+    }
+
+    fn give_back(&mut self, buffer: DmaBuffer) {
+        if buffer.len() == self.buffer_bytes && self.free.len() < self.free_max {
+            self.free.push(buffer);
+        }
+        assert!(self.free.len() <= self.free_max);
+    }
+}
+
+/// Pool memory as the core sees it.
+struct DmaMemory(DmaBuffer);
+
+impl BufferMemory for DmaMemory {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.0.as_bytes_mut()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// The store's buffer source: the driver's pool.
+struct PoolSource(Rc<RefCell<DmaPool>>);
+
+impl BufferSource for PoolSource {
+    fn take(&mut self, capacity_bytes: usize) -> Box<dyn BufferMemory> {
+        Box::new(DmaMemory(self.0.borrow_mut().take(capacity_bytes)))
     }
 }
 
@@ -432,6 +539,19 @@ pub struct DriverStats {
     pub reads: u64,
     pub bytes_read: u64,
     pub read_errors: u64,
+    /// Writes of a full pool buffer the store encoded into: no copy.
+    pub writes_in_place: u64,
+    /// Bytes copied into a DMA buffer before their write (a run's last,
+    /// partial piece; segment headers).
+    pub bytes_copied: u64,
+    /// Pool buffers allocated because none was free.
+    pub pool_allocations: u64,
+    /// Time the fdatasyncs took, summed (concurrent ones each count).
+    pub fdatasync_ns: u64,
+    /// Writes in flight integrated over time: its growth over a window,
+    /// divided by the window, is the mean queue depth the device saw from
+    /// this shard (what fio's iodepth fixes).
+    pub write_depth_ns: u64,
 }
 
 enum Completion {
@@ -449,13 +569,36 @@ struct Shared {
     completions: VecDeque<Completion>,
     /// The driver waiting in `step`.
     waker: Option<Waker>,
+    /// `Sync` requests no running fdatasync covers yet.
     syncs_waiting: Vec<IoId>,
-    /// An fdatasync task is running (or one failed: then no other starts).
-    sync_running: bool,
+    fdatasyncs_running: u32,
+    /// An fdatasync failed: no other starts (fsyncgate).
+    sync_failed: bool,
     fdatasyncs: u64,
+    fdatasync_ns: u64,
+    writes_in_flight: u32,
+    /// When `writes_in_flight` last changed.
+    writes_changed: Option<Instant>,
+    /// Time integral of `writes_in_flight` (see `DriverStats`).
+    write_depth_ns: u64,
 }
 
 impl Shared {
+    fn writes_in_flight_add(&mut self, started: bool) {
+        let now = Instant::now();
+        if let Some(since) = self.writes_changed {
+            let nanos = u64::try_from((now - since).as_nanos()).unwrap_or(u64::MAX);
+            self.write_depth_ns += u64::from(self.writes_in_flight) * nanos;
+        }
+        self.writes_changed = Some(now);
+        if started {
+            self.writes_in_flight += 1;
+        } else {
+            assert!(self.writes_in_flight > 0);
+            self.writes_in_flight -= 1;
+        }
+    }
+
     fn complete(&mut self, completion: Completion) {
         self.completions.push_back(completion);
         if let Some(waker) = self.waker.take() {
@@ -470,6 +613,7 @@ pub struct ChunkDriver {
     path: Rc<Path>,
     config: Config,
     shared: Rc<RefCell<Shared>>,
+    pool: Rc<RefCell<DmaPool>>,
     tick: Duration,
     tick_next: Instant,
     stats: DriverStats,
@@ -498,7 +642,11 @@ impl ChunkDriver {
     }
 
     pub fn stats(&self) -> DriverStats {
-        DriverStats { fdatasyncs: self.shared.borrow().fdatasyncs, ..self.stats }
+        let shared = self.shared.borrow();
+        let (fdatasyncs, fdatasync_ns) = (shared.fdatasyncs, shared.fdatasync_ns);
+        let write_depth_ns = shared.write_depth_ns;
+        let pool_allocations = self.pool.borrow().allocations;
+        DriverStats { fdatasyncs, fdatasync_ns, write_depth_ns, pool_allocations, ..self.stats }
     }
 
     /// For an owner that runs its own event loop (the server's shard)
@@ -519,12 +667,17 @@ impl ChunkDriver {
                 Request::Write { id, segment, offset, data } => {
                     self.write(id, segment, offset, data)
                 }
-                Request::Sync { id, .. } => self.sync(id),
+                Request::Sync { id, .. } => {
+                    self.stats.sync_requests += 1;
+                    self.shared.borrow_mut().syncs_waiting.push(id);
+                }
                 Request::Read { id, segment, offset, length } => {
                     self.read(id, segment, offset, length)
                 }
             }
         }
+        // After the loop: the syncs of one turn share one fdatasync.
+        syncs_start(&self.file, &self.shared, &self.path);
     }
 
     /// Hand every completion so far to the store. A failure is returned
@@ -573,20 +726,28 @@ impl ChunkDriver {
         self.shared.borrow_mut().waker = None;
     }
 
-    fn write(&mut self, id: IoId, segment: u32, offset: u64, data: Vec<u8>) {
-        let size = data.len() as u64;
+    fn write(&mut self, id: IoId, segment: u32, offset: u64, data: WriteBuffer) {
+        let (memory, length) = data.into_parts();
+        let size = length as u64;
         let at = file_offset(&self.config, segment, offset, size);
-        let mut buffer: DmaBuffer = self.file.alloc_dma_buffer(data.len());
-        buffer.as_bytes_mut().copy_from_slice(&data);
-        drop(data);
+        let (buffer, pooled) = self.dma_buffer(memory, length);
+        assert_eq!(buffer.len(), length);
         self.stats.writes += 1;
         self.stats.bytes_written += size;
+        self.shared.borrow_mut().writes_in_flight_add(true);
         let (file, shared, path) = (self.file.clone(), self.shared.clone(), self.path.clone());
+        let pool = self.pool.clone();
         glommio::spawn_local(async move {
-            let result = match file.write_at(buffer, at).await {
+            // Shared, not owned: `write_at` would consume a pool buffer.
+            let buffer = Rc::new(buffer);
+            let result = match file.write_rc_at(buffer.clone(), at).await {
                 Ok(written) => written_whole(written, size, at),
                 Err(error) => Err(io_error_of(error)),
             };
+            shared.borrow_mut().writes_in_flight_add(false);
+            if let (true, Ok(buffer)) = (pooled, Rc::try_unwrap(buffer)) {
+                pool.borrow_mut().give_back(buffer);
+            }
             let completion = match result {
                 Ok(()) => Completion::Written(id),
                 Err(error) => Completion::Failed(ChunkFilesError::Io {
@@ -600,19 +761,28 @@ impl ChunkDriver {
         .detach();
     }
 
-    /// Queue a sync; start the sync task unless one is running (it picks
-    /// this one up after its current fdatasync).
-    fn sync(&mut self, id: IoId) {
-        self.stats.sync_requests += 1;
-        let mut shared = self.shared.borrow_mut();
-        shared.syncs_waiting.push(id);
-        if shared.sync_running {
-            return;
+    /// The DMA buffer holding the first `length` bytes of `memory`, and
+    /// whether it goes back to the pool once written. A full pool buffer is
+    /// written as it is. Anything else is copied into a buffer of exactly
+    /// `length` bytes: a run's last, partial piece (a `DmaBuffer` writes
+    /// its whole length and shrinking one is for good, so the pool buffer
+    /// goes back now) and segment headers (heap memory).
+    fn dma_buffer(&mut self, memory: Box<dyn BufferMemory>, length: usize) -> (DmaBuffer, bool) {
+        assert!(length <= memory.bytes().len());
+        if length == memory.bytes().len() && memory.as_any().is::<DmaMemory>() {
+            let Ok(memory) = memory.into_any().downcast::<DmaMemory>() else {
+                unreachable!("the type was just checked");
+            };
+            self.stats.writes_in_place += 1;
+            return (memory.0, true);
         }
-        shared.sync_running = true;
-        drop(shared);
-        let (file, shared, path) = (self.file.clone(), self.shared.clone(), self.path.clone());
-        glommio::spawn_local(sync_loop(file, shared, path)).detach();
+        let mut buffer: DmaBuffer = self.file.alloc_dma_buffer(length);
+        buffer.as_bytes_mut().copy_from_slice(&memory.bytes()[..length]);
+        self.stats.bytes_copied += length as u64;
+        if let Ok(memory) = memory.into_any().downcast::<DmaMemory>() {
+            self.pool.borrow_mut().give_back(memory.0);
+        }
+        (buffer, false)
     }
 
     fn read(&mut self, id: IoId, segment: u32, offset: u64, length: u64) {
@@ -632,32 +802,46 @@ impl ChunkDriver {
     }
 }
 
-/// fdatasync until no sync waits. Each fdatasync covers the syncs taken
-/// before it started, whose writes all completed before they were queued.
-async fn sync_loop(file: Rc<DmaFile>, shared: Rc<RefCell<Shared>>, path: Rc<Path>) {
-    loop {
-        let ids = {
-            let mut shared = shared.borrow_mut();
-            if shared.syncs_waiting.is_empty() {
-                shared.sync_running = false;
+/// Start an fdatasync for every waiting sync unless
+/// `FDATASYNCS_IN_FLIGHT_MAX` run or one failed. An fdatasync covers
+/// exactly the syncs taken when it starts: the core asks for a sync only
+/// after the writes it covers completed.
+fn syncs_start(file: &Rc<DmaFile>, shared: &Rc<RefCell<Shared>>, path: &Rc<Path>) {
+    let mut state = shared.borrow_mut();
+    let max = FDATASYNCS_IN_FLIGHT_MAX;
+    if !state.syncs_waiting.is_empty() && state.fdatasyncs_running < max && !state.sync_failed {
+        state.fdatasyncs_running += 1;
+        let ids = std::mem::take(&mut state.syncs_waiting);
+        let (file, shared, path) = (file.clone(), shared.clone(), path.clone());
+        glommio::spawn_local(fdatasync(file, shared, path, ids)).detach();
+    }
+    assert!(state.fdatasyncs_running <= max);
+}
+
+/// One fdatasync covering `ids`; then one for the syncs that waited for a
+/// free slot meanwhile.
+async fn fdatasync(file: Rc<DmaFile>, shared: Rc<RefCell<Shared>>, path: Rc<Path>, ids: Vec<IoId>) {
+    assert!(!ids.is_empty());
+    let started = Instant::now();
+    let result = file.fdatasync().await;
+    {
+        let mut state = shared.borrow_mut();
+        state.fdatasync_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        assert!(state.fdatasyncs_running > 0);
+        state.fdatasyncs_running -= 1;
+        state.fdatasyncs += 1;
+        match result {
+            Ok(()) => state.complete(Completion::Synced(ids)),
+            Err(error) => {
+                state.sync_failed = true;
+                state.complete(Completion::Failed(ChunkFilesError::Io {
+                    path: path.to_path_buf(),
+                    what: "fdatasync",
+                    error: io_error_of(error),
+                }));
                 return;
             }
-            std::mem::take(&mut shared.syncs_waiting)
-        };
-        let result = file.fdatasync().await;
-        let mut shared = shared.borrow_mut();
-        shared.fdatasyncs += 1;
-        if let Err(error) = result {
-            // `sync_running` stays set: no fdatasync after a failed one.
-            let error = io_error_of(error);
-            let what = "fdatasync";
-            shared.complete(Completion::Failed(ChunkFilesError::Io {
-                path: path.to_path_buf(),
-                what,
-                error,
-            }));
-            return;
         }
-        shared.complete(Completion::Synced(ids));
     }
+    syncs_start(&file, &shared, &path);
 }
