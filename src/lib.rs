@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod chunkstore;
+pub mod http;
 pub mod shard;
 pub mod sim;
 pub mod vsr;
