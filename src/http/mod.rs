@@ -15,5 +15,6 @@
 
 pub mod error;
 pub mod request;
+pub mod router;
 pub mod time;
 pub mod xml;
