@@ -17,5 +17,6 @@ pub mod checksum;
 pub mod error;
 pub mod request;
 pub mod router;
+pub mod sigv4;
 pub mod time;
 pub mod xml;
