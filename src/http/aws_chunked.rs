@@ -165,8 +165,9 @@ pub struct AwsChunkedDecoder {
 impl AwsChunkedDecoder {
     /// A decoder for `mode`. `declared` is `x-amz-decoded-content-length`,
     /// `x_amz_trailer` the `x-amz-trailer` header (empty if absent),
-    /// `signing` the request's context and seed signature (required for
-    /// the signed modes).
+    /// `signing` the request's context and seed signature: required for
+    /// the signed modes (a panic otherwise, since only a caller bug can
+    /// leave it out; [`AwsChunkedDecoder::for_request`] always passes it).
     pub fn new(
         mode: Mode,
         declared: u64,
