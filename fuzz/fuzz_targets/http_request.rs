@@ -69,6 +69,6 @@ fn decode_chunked(body: &[u8], splits: &[usize]) -> Result<(Vec<u8>, Option<usiz
             }
         }
     }
-    assert_eq!(decoder.decoded_bytes() >= data.len() as u64, true);
+    assert!(decoder.decoded_bytes() >= data.len() as u64);
     Ok((data, None))
 }
