@@ -7,6 +7,7 @@
 
 pub mod chunkstore;
 pub mod client;
+pub mod http;
 pub mod shard;
 pub mod sim;
 pub mod vsr;
