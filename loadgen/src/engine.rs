@@ -122,6 +122,8 @@ struct OpenLoop {
     index_limit: u64,
     timer: TimerFd,
     timer_armed_for: Option<Instant>,
+    /// When the timer last fired.
+    last_wake: Instant,
 }
 
 struct Worker<'s> {
@@ -235,6 +237,8 @@ impl<'s> Worker<'s> {
     }
 
     fn run(&mut self) -> io::Result<()> {
+        // All workers begin together; nothing before `start` is in any interval.
+        std::thread::sleep(self.plan.start.saturating_duration_since(Instant::now()));
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut next_tick = Instant::now() + TICK;
         let mut next_second = self.plan.start + PROGRESS_INTERVAL;
@@ -270,6 +274,7 @@ impl<'s> Worker<'s> {
                 if token == TIMER_TOKEN {
                     if let Some(open) = self.open.as_mut() {
                         open.timer_armed_for = None;
+                        open.last_wake = Instant::now();
                     }
                     continue;
                 }
@@ -279,9 +284,6 @@ impl<'s> Worker<'s> {
                     event.is_writable(),
                 );
             }
-        }
-        if let Some(open) = &self.open {
-            self.stats.backlog_at_end = open.backlog(Instant::now()).min(self.cfg.backlog_max);
         }
         self.send_progress(Instant::now());
         Ok(())
@@ -300,6 +302,11 @@ impl<'s> Worker<'s> {
         let prefill_done = matches!(self.plan.source, Source::Prefill { .. })
             && self.prefill_next >= self.cfg.keys;
         let open_done = self.open.as_ref().is_some_and(|o| o.next_index >= o.index_limit);
+        if time_up && self.open.is_some() {
+            // Intended sends that fell due inside the window still go out
+            // (those the send slack held back, typically); nothing after.
+            self.dispatch(now);
+        }
         if time_up || ops_done || prefill_done || open_done {
             self.stopping = true;
             if let Some(open) = &self.open {
@@ -378,8 +385,11 @@ impl<'s> Worker<'s> {
         let open = self.open.as_mut().expect("checked above");
         self.stats.backlog_peak = self.stats.backlog_peak.max(due - open.next_index);
         if !self.idle.is_empty() && open.next_index < open.index_limit && open.next_index >= due {
-            let target = open.intended(open.next_index);
-            if open.timer_armed_for != Some(target) {
+            // Wake for the next intended send, but not sooner than one slack
+            // after the last wake: sends then batch, each at most the slack
+            // late (counted in latency and queue delay).
+            let target = open.intended(open.next_index).max(open.last_wake + self.cfg.send_slack);
+            if open.timer_armed_for.is_none_or(|armed| armed > target) {
                 open.timer.arm_in(target.saturating_duration_since(now));
                 open.timer_armed_for = Some(target);
             }
@@ -540,6 +550,7 @@ impl OpenLoop {
             index_limit,
             timer: TimerFd::new()?,
             timer_armed_for: None,
+            last_wake: plan.start,
         })
     }
 

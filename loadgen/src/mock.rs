@@ -357,7 +357,7 @@ fn get(req: &Request, key: &str, state: &mut State, out: &mut Vec<u8>) {
     }
     if !is_head
         && state.cfg.corrupt_every > 0
-        && state.gets % state.cfg.corrupt_every == 0
+        && state.gets.is_multiple_of(state.cfg.corrupt_every)
         && !body.is_empty()
     {
         corrupted = body.to_vec();

@@ -149,9 +149,7 @@ fn print_progress(rx: mpsc::Receiver<Interval>, workers: usize, phase: &str) {
     let mut printed_any = false;
     for report in rx {
         let second = report.second;
-        let entry = pending.entry(second).or_insert_with(|| {
-            (0, Interval { latency_us: crate::stats::new_histogram(), ..report_shell(&report) })
-        });
+        let entry = pending.entry(second).or_insert_with(|| (0, report_shell(&report)));
         entry.0 += 1;
         let agg = &mut entry.1;
         agg.ops += report.ops;

@@ -235,7 +235,7 @@ impl SizeDist {
             if min > max {
                 return Err(format!("uniform size range {text:?} has MIN above MAX"));
             }
-            return Ok(SizeDist::Uniform { min, max }.checked()?);
+            return SizeDist::Uniform { min, max }.checked();
         }
         if let Some(rest) = text.strip_prefix("lognormal:") {
             let parts: Vec<&str> = rest.split(':').collect();
@@ -329,7 +329,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 pub fn format_bytes(n: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
