@@ -4,16 +4,18 @@
 //! pseudo-random pattern, at an offset derived from (key, version):
 //!
 //! ```text
-//! 0..4   magic "TLG1"
-//! 4..8   version  u32 LE   (1 for the first PUT of a key, +1 per PUT)
-//! 8..16  key id   u64 LE
+//! 0..4   magic "TLG2"
+//! 4..8   version  u32 LE   (1 for a key's first PUT in a run, +1 per PUT)
+//! 8..12  key id   u32 LE
+//! 12..16 run id   u32 LE   (random per run: versions restart each run)
 //! 16..24 length   u64 LE   (the whole body, header included)
-//! 24..32 check    u64 LE   (a hash of the three fields above)
-//! 32..   pattern[(offset(key, version) + i) mod 1 MiB]
+//! 24..32 check    u64 LE   (a hash of the four fields above)
+//! 32..   pattern[(offset(key, version, run) + i) mod 1 MiB]
 //! ```
 //!
 //! So a GET of an older-but-valid version parses (header check passes, the
-//! data matches that version's pattern) and says which version it is, while a
+//! data matches that version's pattern) and says which run and version it
+//! is (the worker then calls it current, stale or impossible), while a
 //! flipped byte anywhere fails: in the header the check or key no longer
 //! matches, in the data the byte differs from the regenerated pattern. The
 //! verifier streams: it never holds more than the 32-byte header.
@@ -21,7 +23,7 @@
 use crate::workload::{mix64, Rng};
 
 pub const BODY_HEADER_BYTES: usize = 32;
-const MAGIC: &[u8; 4] = b"TLG1";
+const MAGIC: &[u8; 4] = b"TLG2";
 /// The pattern repeats every 1 MiB; the buffer holds two periods so any
 /// period-long window is one contiguous slice (one iovec per write).
 pub const PATTERN_PERIOD_BYTES: usize = 1 << 20;
@@ -32,6 +34,7 @@ const PATTERN_SEED: u64 = 0x7057_a57f_10ad_6e11;
 pub struct BodySpec {
     pub key_id: u64,
     pub version: u32,
+    pub run_id: u32,
     pub len: u64,
 }
 
@@ -40,20 +43,23 @@ impl BodySpec {
         let mut h = [0u8; BODY_HEADER_BYTES];
         h[0..4].copy_from_slice(MAGIC);
         h[4..8].copy_from_slice(&self.version.to_le_bytes());
-        h[8..16].copy_from_slice(&self.key_id.to_le_bytes());
+        assert!(self.key_id <= u32::MAX as u64, "key ids fit the header (KEYS_MAX)");
+        h[8..12].copy_from_slice(&(self.key_id as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&self.run_id.to_le_bytes());
         h[16..24].copy_from_slice(&self.len.to_le_bytes());
         h[24..32].copy_from_slice(&header_check(self).to_le_bytes());
         h
     }
 
     fn pattern_offset(&self) -> usize {
-        (mix64(self.key_id ^ ((self.version as u64) << 40) ^ PATTERN_SEED)
-            % PATTERN_PERIOD_BYTES as u64) as usize
+        let salt = ((self.version as u64) << 32 | self.run_id as u64) ^ PATTERN_SEED;
+        (mix64(mix64(salt) ^ self.key_id) % PATTERN_PERIOD_BYTES as u64) as usize
     }
 }
 
 fn header_check(spec: &BodySpec) -> u64 {
-    mix64(mix64(mix64(spec.version as u64 ^ PATTERN_SEED) ^ spec.key_id) ^ spec.len)
+    let salt = ((spec.version as u64) << 32 | spec.run_id as u64) ^ PATTERN_SEED;
+    mix64(mix64(mix64(salt) ^ spec.key_id) ^ spec.len)
 }
 
 pub struct Pattern {
@@ -174,10 +180,11 @@ impl BodyCheck {
     fn parse_header(&mut self) {
         let h = &self.header;
         let version = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-        let key_id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let key_id = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")) as u64;
+        let run_id = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"));
         let len = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         let check = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
-        let spec = BodySpec { key_id, version, len };
+        let spec = BodySpec { key_id, version, run_id, len };
         if &h[0..4] != MAGIC {
             self.fail(0, "no toasty-loadgen header (magic differs)".into());
         } else if check != header_check(&spec) {
@@ -234,7 +241,7 @@ mod tests {
     fn valid_bodies_verify_and_name_their_version() {
         let pattern = Pattern::new();
         for len in [32u64, 33, 4096, 3 * PATTERN_PERIOD_BYTES as u64 + 17] {
-            let spec = BodySpec { key_id: 42, version: 3, len };
+            let spec = BodySpec { key_id: 42, version: 3, run_id: 77, len };
             let body = pattern.body(&spec);
             assert_eq!(body.len() as u64, len);
             for step in [1, 7, 4096, 1 << 20] {
@@ -247,7 +254,7 @@ mod tests {
     fn any_flipped_byte_is_detected() {
         // Fails if any byte of the body is not covered by the check.
         let pattern = Pattern::new();
-        let spec = BodySpec { key_id: 9, version: 2, len: 300 };
+        let spec = BodySpec { key_id: 9, version: 2, run_id: 77, len: 300 };
         let body = pattern.body(&spec);
         for i in 0..body.len() {
             for bit in [0x01u8, 0x80] {
@@ -262,8 +269,12 @@ mod tests {
     #[test]
     fn older_version_is_valid_not_corrupt() {
         let pattern = Pattern::new();
-        let v1 = pattern.body(&BodySpec { key_id: 5, version: 1, len: 1000 });
+        let v1 = pattern.body(&BodySpec { key_id: 5, version: 1, run_id: 77, len: 1000 });
         assert_eq!(check(&pattern, 5, &v1, 100).map(|s| s.version), Ok(1));
+        // The same key and version from another run is another, valid body.
+        let other = pattern.body(&BodySpec { key_id: 5, version: 1, run_id: 78, len: 1000 });
+        assert_ne!(v1[32..], other[32..]);
+        assert_eq!(check(&pattern, 5, &other, 100).map(|s| s.run_id), Ok(78));
         // Another key's body, truncated or extended bodies are failures.
         assert!(check(&pattern, 6, &v1, 100).is_err());
         assert!(check(&pattern, 5, &v1[..999], 100).is_err());

@@ -42,6 +42,8 @@ pub struct Shared {
     /// Per key: the highest version a PUT was started for / acknowledged.
     pub issued: Vec<AtomicU32>,
     pub acked: Vec<AtomicU32>,
+    /// Tags this run's bodies (versions restart at 1 every run).
+    pub run_id: u32,
     printed: Mutex<BTreeSet<String>>,
 }
 
@@ -52,7 +54,13 @@ impl Shared {
             KeyDist::Zipfian { theta } => KeyChooser::zipfian(cfg.keys, theta),
         };
         let versions = || (0..cfg.keys).map(|_| AtomicU32::new(0)).collect();
+        let clock_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let pid = std::process::id() as u64;
+        let run_id = (crate::workload::mix64(clock_ns ^ (pid << 32)) as u32).max(1);
         Shared {
+            run_id,
             pattern: Pattern::new(),
             chooser,
             issued: versions(),

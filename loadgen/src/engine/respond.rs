@@ -12,7 +12,8 @@ impl<'s> Worker<'s> {
         let cfg = self.cfg;
         let conn = &mut self.conns[ci];
         let op = conn.op.as_ref().expect("an op is assigned before its request");
-        let spec = BodySpec { key_id: op.key_id, version: op.version, len: op.size_bytes };
+        let (key_id, version, len) = (op.key_id, op.version, op.size_bytes);
+        let spec = BodySpec { key_id, version, run_id: self.shared.run_id, len };
         conn.head_out.clear();
         conn.head_sent = 0;
         conn.head_request = op.kind == OpKind::Head;
@@ -275,6 +276,11 @@ impl<'s> Worker<'s> {
         };
         let issued = self.shared.issued[key_id as usize].load(Ordering::Relaxed);
         match result {
+            // Written by another run: valid; stale if this run had already
+            // acknowledged a write of the key when the GET was sent.
+            Ok(spec) if spec.run_id != self.shared.run_id => {
+                Outcome::Ok { stale: acked_at_send > 0 }
+            }
             Ok(spec) if spec.version > issued => self.verify_failed(
                 key_id,
                 4,
