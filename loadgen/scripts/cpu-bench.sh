@@ -27,6 +27,6 @@ run() {
 }
 run -c 16
 run -c 16 --rate 20000
-run -c 16 --rate 20000 --send-slack-us 0
+run -c 16 --rate 20000 --coalesce-us 0
 run -c 64 --rate 20000
 run -c 16 --rate 5000

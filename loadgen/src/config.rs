@@ -13,8 +13,8 @@ pub const CONNECTIONS_MAX: usize = 10_000;
 pub const THREADS_MAX: usize = 64;
 pub const BACKLOG_DEFAULT: u64 = 100_000;
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Measured in README.md ("Open loop"): 0 costs ~2x the CPU at 20k req/s.
-pub const SEND_SLACK_DEFAULT: Duration = Duration::from_micros(100);
+/// Measured in README.md ("Open loop").
+pub const COALESCE_DEFAULT: Duration = Duration::from_micros(100);
 pub const LIST_MAX_KEYS_DEFAULT: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,9 +62,9 @@ pub struct Config {
     pub connections: usize,
     pub shape: Shape,
     pub backlog_max: u64,
-    /// Open loop: a send may leave this late so that sends batch into fewer
-    /// wake-ups (see README, "Open loop").
-    pub send_slack: Duration,
+    /// Open loop: a worker wakes at most once per this interval, so sends
+    /// and responses batch (see README, "Open loop").
+    pub coalesce: Duration,
     pub warmup: Duration,
     pub duration: Option<Duration>,
     pub requests: Option<u64>,
@@ -97,7 +97,7 @@ impl Config {
             connections: 16,
             shape: Shape::Closed,
             backlog_max: BACKLOG_DEFAULT,
-            send_slack: SEND_SLACK_DEFAULT,
+            coalesce: COALESCE_DEFAULT,
             warmup: Duration::ZERO,
             duration: Some(Duration::from_secs(10)),
             requests: None,

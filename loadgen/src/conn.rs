@@ -85,6 +85,8 @@ pub struct Conn {
     pub capture_on: bool,
     pub check: Option<BodyCheck>,
     pub body_in_bytes: u64,
+    /// Kernel receive stamp (CLOCK_REALTIME ns) of the latest read.
+    pub rx_realtime_ns: Option<i64>,
     pub path: Vec<u8>,
     pub scratch: Vec<u8>,
     pub upload_id: String,
@@ -118,6 +120,7 @@ impl Conn {
             capture_on: false,
             check: None,
             body_in_bytes: 0,
+            rx_realtime_ns: None,
             path: Vec::with_capacity(128),
             scratch: Vec::with_capacity(32),
             upload_id: String::new(),

@@ -16,7 +16,7 @@ use crate::workload::{KeyChooser, OpKind, Rng};
 use mio::{Events, Interest, Poll, Token};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Mutex;
@@ -130,8 +130,6 @@ struct OpenLoop {
     index_limit: u64,
     timer: TimerFd,
     timer_armed_for: Option<Instant>,
-    /// When the timer last fired.
-    last_wake: Instant,
 }
 
 struct Worker<'s> {
@@ -154,6 +152,9 @@ struct Worker<'s> {
     measuring: bool,
     cpu_at_measure: (u64, u64),
     last_completion: Option<Instant>,
+    /// When poll last returned (open-loop coalescing counts from here).
+    last_wake: Instant,
+    clock_map: crate::rxtime::ClockMap,
 }
 
 pub fn run_worker(shared: &Shared, plan: Plan) -> Result<WorkerResult, String> {
@@ -240,6 +241,8 @@ impl<'s> Worker<'s> {
             measuring: false,
             cpu_at_measure: (0, 0),
             last_completion: None,
+            last_wake: plan.start,
+            clock_map: crate::rxtime::ClockMap::now(),
             plan,
         })
     }
@@ -271,18 +274,19 @@ impl<'s> Worker<'s> {
             if let (Some(end), false) = (self.plan.end, self.stopping) {
                 wake = wake.min(end);
             }
+            self.coalesce();
             match self.poll.poll(&mut events, Some(wake.saturating_duration_since(Instant::now())))
             {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            self.last_wake = Instant::now();
             for event in events.iter() {
                 let token = event.token();
                 if token == TIMER_TOKEN {
                     if let Some(open) = self.open.as_mut() {
                         open.timer_armed_for = None;
-                        open.last_wake = Instant::now();
                     }
                     continue;
                 }
@@ -295,6 +299,20 @@ impl<'s> Worker<'s> {
         }
         self.send_progress(Instant::now());
         Ok(())
+    }
+
+    /// Open loop: wake at most once per `coalesce`. Responses that arrive
+    /// meanwhile wait in the socket (their kernel receive stamp times them);
+    /// sends due meanwhile leave late, and that lateness is in the latency.
+    fn coalesce(&self) {
+        if self.open.is_none() || self.cfg.coalesce.is_zero() || self.stopping {
+            return;
+        }
+        let earliest = self.last_wake + self.cfg.coalesce;
+        let now = Instant::now();
+        if now < earliest {
+            std::thread::sleep(earliest - now);
+        }
     }
 
     fn update_phase(&mut self, now: Instant) {
@@ -342,6 +360,7 @@ impl<'s> Worker<'s> {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        self.clock_map = crate::rxtime::ClockMap::now();
         for ci in 0..self.conns.len() {
             let conn = &mut self.conns[ci];
             if conn.op.as_ref().is_some_and(|op| now > op.deadline) {
@@ -396,7 +415,7 @@ impl<'s> Worker<'s> {
             // Wake for the next intended send, but not sooner than one slack
             // after the last wake: sends then batch, each at most the slack
             // late (counted in latency and queue delay).
-            let target = open.intended(open.next_index).max(open.last_wake + self.cfg.send_slack);
+            let target = open.intended(open.next_index).max(self.last_wake + self.cfg.coalesce);
             if open.timer_armed_for.is_none_or(|armed| armed > target) {
                 open.timer.arm_in(target.saturating_duration_since(now));
                 open.timer_armed_for = Some(target);
@@ -485,6 +504,9 @@ impl<'s> Worker<'s> {
                 // Nagle would hold small requests for the peer's delayed ACK
                 // (~40 ms); the peers measured in research/peers.md lost that.
                 let _ = stream.set_nodelay(true);
+                // Without stamps, responses are timed when read (no worse
+                // than most tools, but wake-up lag then counts as latency).
+                let _ = crate::rxtime::enable(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 self.conns[ci].stream = Some(stream);
                 self.conns[ci].connected = false;
             }
@@ -558,7 +580,6 @@ impl OpenLoop {
             index_limit,
             timer: TimerFd::new()?,
             timer_armed_for: None,
-            last_wake: plan.start,
         })
     }
 

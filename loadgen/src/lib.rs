@@ -10,6 +10,7 @@ pub mod http;
 pub mod mock;
 pub mod report;
 pub mod run;
+pub mod rxtime;
 pub mod s3;
 pub mod setup;
 pub mod sigv4;

@@ -48,10 +48,11 @@ struct Args {
     /// beyond this the oldest are dropped and counted.
     #[arg(long, default_value_t = toasty_loadgen::config::BACKLOG_DEFAULT)]
     backlog: u64,
-    /// Open loop: microseconds a send may leave late so sends batch into
-    /// fewer wake-ups; the lateness is counted in latency.
-    #[arg(long, default_value_t = toasty_loadgen::config::SEND_SLACK_DEFAULT.as_micros() as u64)]
-    send_slack_us: u64,
+    /// Open loop: a worker wakes at most once per this many µs, so sends and
+    /// responses batch. Sends may leave this late (counted in latency);
+    /// responses are timed by the kernel's receive stamp.
+    #[arg(long, default_value_t = toasty_loadgen::config::COALESCE_DEFAULT.as_micros() as u64)]
+    coalesce_us: u64,
     /// Operation weights: put, get, list, delete, head, multipart.
     #[arg(long, default_value = "put=30,get=65,list=5")]
     mix: String,
@@ -153,7 +154,7 @@ fn build_config(a: Args) -> Result<(Config, bool, bool, Option<std::path::PathBu
     cfg.threads = a.threads;
     cfg.shape = a.rate.map_or(Shape::Closed, |rate_per_s| Shape::Open { rate_per_s });
     cfg.backlog_max = a.backlog.max(1);
-    cfg.send_slack = Duration::from_micros(a.send_slack_us.min(1_000_000));
+    cfg.coalesce = Duration::from_micros(a.coalesce_us.min(1_000_000));
     cfg.mix = Mix::parse(&a.mix)?;
     cfg.size = match &a.size_dist {
         Some(d) => SizeDist::parse(d)?,

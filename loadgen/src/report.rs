@@ -88,9 +88,9 @@ pub fn table(cfg: &Config, report: &RunReport) -> String {
     let requests = phase.stats.requests.max(1);
     let _ = writeln!(
         out,
-        "client CPU: user {:.3} s + sys {:.3} s = {:.3} s over {:.2} s ({:.1} % of one core), {:.1} µs per request ({} requests, {} connects)",
+        "client CPU: user {:.3} s + sys {:.3} s = {:.3} s over {:.2} s ({:.1} % of one core), {:.1} µs per request ({} requests, {} connects, {} timed by kernel stamp)",
         phase.cpu_user_s, phase.cpu_sys_s, cpu, phase.measured_s, 100.0 * cpu / secs,
-        cpu * 1e6 / requests as f64, phase.stats.requests, phase.stats.connects
+        cpu * 1e6 / requests as f64, phase.stats.requests, phase.stats.connects, phase.stats.responses_stamped
     );
     for v in &phase.stats.verify_failures {
         let _ = writeln!(out, "verify failure: key {} at byte {}: {}", v.key, v.offset, v.reason);
@@ -130,8 +130,8 @@ pub fn json(cfg: &Config, report: &RunReport) -> String {
     let _ = writeln!(out, "  \"measured_s\": {},", num(phase.measured_s));
     let _ = writeln!(
         out,
-        "  \"requests\": {},\n  \"connects\": {},",
-        phase.stats.requests, phase.stats.connects
+        "  \"requests\": {},\n  \"connects\": {},\n  \"responses_stamped\": {},",
+        phase.stats.requests, phase.stats.connects, phase.stats.responses_stamped
     );
     out.push_str("  \"ops\": {");
     for (i, (k, s)) in shown_ops(cfg, phase).enumerate() {

@@ -131,6 +131,8 @@ pub struct RunStats {
     pub requests: u64,
     /// Connections opened (the first of each counts too).
     pub connects: u64,
+    /// Responses timed by the kernel's receive stamp (the rest: by read time).
+    pub responses_stamped: u64,
     /// Open loop: intended sends dropped because the backlog was full.
     pub backlog_dropped: u64,
     pub backlog_peak: u64,
@@ -148,6 +150,7 @@ impl RunStats {
             ops: (0..OP_KINDS).map(|_| OpStats::new()).collect(),
             requests: 0,
             connects: 0,
+            responses_stamped: 0,
             backlog_dropped: 0,
             backlog_peak: 0,
             backlog_at_end: 0,
@@ -166,6 +169,7 @@ impl RunStats {
         }
         self.requests += other.requests;
         self.connects += other.connects;
+        self.responses_stamped += other.responses_stamped;
         self.backlog_dropped += other.backlog_dropped;
         self.backlog_peak = self.backlog_peak.max(other.backlog_peak);
         self.backlog_at_end += other.backlog_at_end;

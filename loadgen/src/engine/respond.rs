@@ -21,6 +21,7 @@ impl<'s> Worker<'s> {
         conn.capture_on = matches!(op.step, Step::CreateUpload | Step::CompleteUpload);
         conn.check = None;
         conn.body_in_bytes = 0;
+        conn.rx_realtime_ns = None;
         conn.scratch.clear();
         if op.kind == OpKind::List {
             s3::bucket_path(&mut conn.path, &cfg.bucket);
@@ -109,10 +110,14 @@ impl<'s> Worker<'s> {
                 conn.in_start = 0;
             }
             let space = conn.in_buf.len() - conn.in_end;
-            match stream.read(&mut conn.in_buf[conn.in_end..]) {
-                Ok(0) => return self.on_eof(ci, now),
-                Ok(n) => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+            match crate::rxtime::recv(fd, &mut conn.in_buf[conn.in_end..]) {
+                Ok((0, _)) => return self.on_eof(ci, now),
+                Ok((n, stamp)) => {
                     conn.in_end += n;
+                    if stamp.is_some() {
+                        conn.rx_realtime_ns = stamp;
+                    }
                     // A short read drained the socket: with edge-triggered
                     // epoll the next arrival wakes us again, so there is no
                     // need for the extra read that would return EAGAIN.
@@ -226,10 +231,17 @@ impl<'s> Worker<'s> {
     fn on_response(&mut self, ci: usize, head: http::ResponseHead, now: Instant) -> bool {
         if self.measuring {
             self.stats.requests += 1;
+            self.stats.responses_stamped += self.conns[ci].rx_realtime_ns.is_some() as u64;
         }
         let conn = &mut self.conns[ci];
         let Some(op) = conn.op.as_mut() else { return true };
         let (kind, step) = (op.kind, op.step);
+        // When the response's last byte reached the socket (kernel stamp),
+        // else now.
+        let done_at = match conn.rx_realtime_ns {
+            Some(ns) => self.clock_map.instant(ns, op.sent_at, now),
+            None => now,
+        };
         let open = !head.close && conn.stream.is_some();
         if !open {
             self.close(ci);
@@ -243,16 +255,16 @@ impl<'s> Worker<'s> {
                     self.report_http_error(ci, status);
                     Outcome::Error { kind: ErrorKind::Http, status: Some(status) }
                 };
-            self.finish_op(ci, outcome, now);
+            self.finish_op(ci, outcome, done_at);
             return open;
         }
         match step {
             Step::Single => {
                 let outcome = self.single_done(ci);
-                self.finish_op(ci, outcome, now);
+                self.finish_op(ci, outcome, done_at);
             }
             Step::CreateUpload | Step::UploadPart(_) | Step::CompleteUpload => {
-                self.multipart_step_done(ci, &head, now)
+                self.multipart_step_done(ci, &head, now, done_at)
             }
         }
         open && self.conns[ci].stream.is_some()
@@ -300,7 +312,13 @@ impl<'s> Worker<'s> {
         Outcome::Error { kind: ErrorKind::Verify, status: None }
     }
 
-    fn multipart_step_done(&mut self, ci: usize, head: &http::ResponseHead, now: Instant) {
+    fn multipart_step_done(
+        &mut self,
+        ci: usize,
+        head: &http::ResponseHead,
+        now: Instant,
+        done_at: Instant,
+    ) {
         let conn = &mut self.conns[ci];
         let op = conn.op.as_mut().expect("on_response checked");
         match op.step {
@@ -341,10 +359,10 @@ impl<'s> Worker<'s> {
                     return self.finish_op(
                         ci,
                         Outcome::Error { kind: ErrorKind::Http, status: Some(200) },
-                        now,
+                        done_at,
                     );
                 }
-                return self.finish_op(ci, Outcome::Ok { stale: false }, now);
+                return self.finish_op(ci, Outcome::Ok { stale: false }, done_at);
             }
         }
         self.issue(ci, now);
