@@ -37,12 +37,29 @@ pub enum Shape {
     Open { rate_per_s: f64 },
 }
 
+/// Endpoints of one run (e.g. the three nodes of a Garage cluster); at most this many.
+pub const ENDPOINTS_MAX: usize = 16;
+
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Endpoint {
+    /// As the user wrote it (`http://127.0.0.1:3000`), for messages.
+    pub url: String,
     /// `host:port` as sent in the Host header (and signed).
     pub host: String,
     pub addr: SocketAddr,
-    /// The endpoint as the user wrote it, for error messages.
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr) -> Endpoint {
+        Endpoint { url: format!("http://{addr}"), host: addr.to_string(), addr }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Connection i goes to endpoint i mod len (setup uses the first).
+    pub endpoints: Vec<Endpoint>,
+    /// The --endpoint text, for the report.
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
@@ -76,8 +93,7 @@ impl Config {
     /// A configuration for `addr` with every knob at its default.
     pub fn new(addr: SocketAddr) -> Config {
         Config {
-            host: addr.to_string(),
-            addr,
+            endpoints: vec![Endpoint::new(addr)],
             endpoint: format!("http://{addr}"),
             access_key: "loadgen".into(),
             secret_key: "loadgen-secret".into(),
@@ -107,10 +123,13 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if !self.addr.ip().is_loopback() {
+        if self.endpoints.is_empty() || self.endpoints.len() > ENDPOINTS_MAX {
+            return Err(format!("give 1..={ENDPOINTS_MAX} endpoints"));
+        }
+        if let Some(e) = self.endpoints.iter().find(|e| !e.addr.ip().is_loopback()) {
             return Err(format!(
                 "{} is not a loopback address; this tool only targets 127.0.0.0/8 or ::1",
-                self.addr
+                e.addr
             ));
         }
         if self.keys == 0 || self.keys > crate::workload::KEYS_MAX {

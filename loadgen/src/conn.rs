@@ -67,6 +67,8 @@ pub enum Recv {
 }
 
 pub struct Conn {
+    /// Index into Config::endpoints.
+    pub endpoint: usize,
     pub stream: Option<TcpStream>,
     pub connected: bool,
     /// After a failed connect, the connection rests until this time.
@@ -103,6 +105,7 @@ impl Default for Conn {
 impl Conn {
     pub fn new() -> Conn {
         Conn {
+            endpoint: 0,
             stream: None,
             connected: false,
             retry_at: None,

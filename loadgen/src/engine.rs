@@ -209,7 +209,12 @@ impl<'s> Worker<'s> {
             open.timer.register(poll.registry(), TIMER_TOKEN)?;
             crate::timer::set_thread_timer_slack_ns(1_000);
         }
-        let conns = (0..plan.connections).map(|_| Conn::new()).collect();
+        // Connections are numbered across workers (w, w + workers, ...) and
+        // spread round-robin over the endpoints.
+        let endpoints = cfg.endpoints.len();
+        let conns = (0..plan.connections)
+            .map(|i| Conn { endpoint: (plan.worker + i * plan.workers) % endpoints, ..Conn::new() })
+            .collect();
         Ok(Worker {
             shared,
             cfg,
@@ -368,7 +373,7 @@ impl<'s> Worker<'s> {
                     if conn.connected { "no complete response" } else { "connect did not finish" };
                 let msg = format!(
                     "{} {}: {what} within {:?}",
-                    self.cfg.endpoint,
+                    self.cfg.endpoints[conn.endpoint].url,
                     op_label(conn),
                     self.cfg.timeout
                 );
@@ -495,7 +500,7 @@ impl<'s> Worker<'s> {
 
     fn connect(&mut self, ci: usize, now: Instant) {
         self.stats.connects += 1;
-        match mio::net::TcpStream::connect(self.cfg.addr) {
+        match mio::net::TcpStream::connect(self.cfg.endpoints[self.conns[ci].endpoint].addr) {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = self.poll.registry().register(&mut stream, Token(ci), interest) {
@@ -515,7 +520,8 @@ impl<'s> Worker<'s> {
     }
 
     fn connect_failed(&mut self, ci: usize, e: &io::Error, now: Instant) {
-        let msg = format!("cannot connect to {} ({}): {e}", self.cfg.endpoint, self.cfg.addr);
+        let ep = &self.cfg.endpoints[self.conns[ci].endpoint];
+        let msg = format!("cannot connect to {} ({}): {e}", ep.url, ep.addr);
         self.shared.print_once(&format!("connect:{:?}", e.kind()), &msg);
         self.close(ci);
         let conn = &mut self.conns[ci];

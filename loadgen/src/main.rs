@@ -4,7 +4,7 @@ use clap::Parser;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
-use toasty_loadgen::config::{Config, KeyDist, Shape};
+use toasty_loadgen::config::{Config, Endpoint, KeyDist, Shape};
 use toasty_loadgen::workload::{parse_bytes, Mix, SizeDist};
 use toasty_loadgen::{report, run, setup};
 
@@ -15,14 +15,15 @@ use toasty_loadgen::{report, run, setup};
     about = "S3 load generator: closed or open loop, latency from the intended send time"
 )]
 struct Args {
-    /// S3 endpoint, http://HOST:PORT (loopback only).
+    /// S3 endpoint, http://HOST:PORT (loopback only); several, comma-separated,
+    /// spread the connections round-robin (e.g. Garage's three nodes).
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     access_key: String,
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_key: String,
-    #[arg(long, default_value = "us-east-1")]
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
     /// SHA-256 every body and sign it (default: UNSIGNED-PAYLOAD).
     #[arg(long)]
@@ -140,10 +141,15 @@ fn main() -> ExitCode {
 }
 
 fn build_config(a: Args) -> Result<(Config, bool, bool, Option<std::path::PathBuf>), String> {
-    let (addr, host) = parse_endpoint(&a.endpoint)?;
-    let mut cfg = Config::new(addr);
-    cfg.host = host;
-    cfg.endpoint = a.endpoint.trim_end_matches('/').to_string();
+    let mut endpoints = Vec::new();
+    for text in a.endpoint.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (addr, host) = parse_endpoint(text)?;
+        endpoints.push(Endpoint { url: text.trim_end_matches('/').to_string(), host, addr });
+    }
+    let first = endpoints.first().ok_or("--endpoint is empty")?.addr;
+    let mut cfg = Config::new(first);
+    cfg.endpoints = endpoints;
+    cfg.endpoint = a.endpoint.clone();
     cfg.access_key = a.access_key;
     cfg.secret_key = a.secret_key;
     cfg.region = a.region;

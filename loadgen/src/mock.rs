@@ -10,7 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +46,8 @@ impl Default for MockConfig {
 
 pub struct MockHandle {
     pub addr: SocketAddr,
+    /// Requests answered so far.
+    pub requests: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -64,11 +66,12 @@ pub fn spawn(addr: SocketAddr, cfg: MockConfig) -> io::Result<MockHandle> {
     let listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let requests = Arc::new(AtomicU64::new(0));
+    let (flag, count) = (stop.clone(), requests.clone());
     let thread = std::thread::Builder::new()
         .name("mock-s3".into())
-        .spawn(move || serve(listener, cfg, &flag))?;
-    Ok(MockHandle { addr, stop, thread: Some(thread) })
+        .spawn(move || serve_counted(listener, cfg, &flag, &count))?;
+    Ok(MockHandle { addr, requests, stop, thread: Some(thread) })
 }
 
 struct Request {
@@ -95,9 +98,19 @@ struct State {
     uploads: HashMap<String, BTreeMap<u32, Vec<u8>>>,
     next_upload: u64,
     gets: u64,
+    answered: u64,
 }
 
-pub fn serve(mut listener: TcpListener, cfg: MockConfig, stop: &AtomicBool) -> io::Result<()> {
+pub fn serve(listener: TcpListener, cfg: MockConfig, stop: &AtomicBool) -> io::Result<()> {
+    serve_counted(listener, cfg, stop, &AtomicU64::new(0))
+}
+
+fn serve_counted(
+    mut listener: TcpListener,
+    cfg: MockConfig,
+    stop: &AtomicBool,
+    requests: &AtomicU64,
+) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut conns: HashMap<usize, MockConn> = HashMap::new();
@@ -110,6 +123,7 @@ pub fn serve(mut listener: TcpListener, cfg: MockConfig, stop: &AtomicBool) -> i
         uploads: HashMap::new(),
         next_upload: 1,
         gets: 0,
+        answered: 0,
     };
     let mut events = Events::with_capacity(1024);
     while !stop.load(Ordering::Relaxed) {
@@ -127,6 +141,7 @@ pub fn serve(mut listener: TcpListener, cfg: MockConfig, stop: &AtomicBool) -> i
                 }
             }
         }
+        requests.store(state.answered, Ordering::Relaxed);
         if !state.cfg.delay.is_zero() {
             let now = Instant::now();
             for conn in conns.values_mut() {
@@ -240,6 +255,7 @@ fn take_requests(conn: &mut MockConn, state: &mut State) -> io::Result<bool> {
     }
     let request = conn.request.take().expect("set above");
     respond(&request, state, &mut conn.output);
+    state.answered += 1;
     if !state.cfg.delay.is_zero() && conn.ready_at.is_none() {
         conn.ready_at = Some(Instant::now() + state.cfg.delay);
     }

@@ -72,7 +72,11 @@ pub fn table(cfg: &Config, report: &RunReport) -> String {
             );
         }
     }
-    let _ = writeln!(out, "latency is {}; histograms hold successful ops only", latency_basis(cfg));
+    let _ = writeln!(
+        out,
+        "latency is {}; histograms hold successful and 404 ops, not failed ones",
+        latency_basis(cfg)
+    );
     if let Shape::Open { rate_per_s } = cfg.shape {
         let st = &phase.stats;
         let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e3;

@@ -24,8 +24,9 @@ pub fn request(
     query: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let mut stream = TcpStream::connect_timeout(&cfg.addr, cfg.timeout)
-        .map_err(|e| format!("cannot connect to {} ({}): {e}", cfg.endpoint, cfg.addr))?;
+    let ep = &cfg.endpoints[0];
+    let mut stream = TcpStream::connect_timeout(&ep.addr, cfg.timeout)
+        .map_err(|e| format!("cannot connect to {} ({}): {e}", ep.url, ep.addr))?;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(cfg.timeout));
     let _ = stream.set_write_timeout(Some(cfg.timeout));
@@ -33,12 +34,11 @@ pub fn request(
     let mut out = Vec::new();
     let content_length = (method == "PUT" || method == "POST").then_some(body.len() as u64);
     let req = Request { method, path, query, content_length, payload_sha256: None };
-    s3::write_head(&mut out, &mut signer, &cfg.host, AmzClock::new().now(), &req);
+    s3::write_head(&mut out, &mut signer, &ep.host, AmzClock::new().now(), &req);
     out.extend_from_slice(body);
-    let io_err = |e: std::io::Error| format!("{} {method}: {e}", cfg.endpoint);
+    let io_err = |e: std::io::Error| format!("{} {method}: {e}", ep.url);
     stream.write_all(&out).map_err(io_err)?;
-    read_response(&mut stream, method == "HEAD")
-        .map_err(|e| format!("{} {method}: {e}", cfg.endpoint))
+    read_response(&mut stream, method == "HEAD").map_err(|e| format!("{} {method}: {e}", ep.url))
 }
 
 fn read_response(stream: &mut TcpStream, head_request: bool) -> Result<Response, String> {
@@ -91,12 +91,15 @@ pub fn ensure_bucket(cfg: &Config, create: bool) -> Result<(), String> {
     }
     let summary = s3::error_summary(probe.status, &probe.body);
     if probe.status != 404 {
-        return Err(format!("{}: listing bucket {:?} failed: {summary}", cfg.endpoint, cfg.bucket));
+        return Err(format!(
+            "{}: listing bucket {:?} failed: {summary}",
+            cfg.endpoints[0].url, cfg.bucket
+        ));
     }
     if !create {
         return Err(format!(
             "{}: bucket {:?} does not exist ({summary}); pass --create-bucket",
-            cfg.endpoint, cfg.bucket
+            cfg.endpoints[0].url, cfg.bucket
         ));
     }
     let made = request(cfg, "PUT", &path, &[], b"")?;
@@ -106,7 +109,7 @@ pub fn ensure_bucket(cfg: &Config, create: bool) -> Result<(), String> {
     }
     Err(format!(
         "{}: creating bucket {:?} failed: {}",
-        cfg.endpoint,
+        cfg.endpoints[0].url,
         cfg.bucket,
         s3::error_summary(made.status, &made.body)
     ))

@@ -220,3 +220,22 @@ fn bodies_written_by_an_earlier_run_verify_as_valid() {
     assert_eq!(get.ops_error, 0, "{:?}", report.main.stats.verify_failures.first());
     assert_eq!(get.ops_stale, 0);
 }
+
+#[test]
+fn several_endpoints_share_the_connections() {
+    // Fails if every connection went to the first endpoint.
+    let (a, b) = (start_mock(MockConfig::default()), start_mock(MockConfig::default()));
+    let mut cfg = config(a.addr);
+    cfg.endpoints.push(toasty_loadgen::config::Endpoint::new(b.addr));
+    cfg.mix = Mix::parse("get=100").unwrap();
+    cfg.duration = Some(Duration::from_millis(300));
+    let report = run(cfg, false).expect("run");
+    assert_eq!(report.main.stats.total().ops_error, 0);
+    let (na, nb) = (
+        a.requests.load(std::sync::atomic::Ordering::Relaxed),
+        b.requests.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(na > 50 && nb > 50, "{na} / {nb}");
+    let ratio = na as f64 / nb as f64;
+    assert!((0.5..2.0).contains(&ratio), "{na} / {nb}");
+}

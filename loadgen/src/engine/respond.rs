@@ -86,7 +86,8 @@ impl<'s> Worker<'s> {
             content_length,
             payload_sha256: sha_str,
         };
-        s3::write_head(&mut conn.head_out, &mut self.signer, &cfg.host, self.clock.now(), &req);
+        let host = &cfg.endpoints[conn.endpoint].host;
+        s3::write_head(&mut conn.head_out, &mut self.signer, host, self.clock.now(), &req);
         conn.body_out = body;
     }
 
@@ -376,12 +377,18 @@ impl<'s> Worker<'s> {
             .unwrap_or_default();
         let label = op_label(conn);
         let what = format!("http:{status}:{code}");
-        self.shared.print_once(&what, &format!("{} {label}: {summary}", self.cfg.endpoint));
+        self.shared.print_once(
+            &what,
+            &format!("{} {label}: {summary}", self.cfg.endpoints[conn.endpoint].url),
+        );
     }
 
     fn protocol_error(&mut self, ci: usize, detail: &str, now: Instant) {
-        let msg =
-            format!("{} {}: bad response: {detail}", self.cfg.endpoint, op_label(&self.conns[ci]));
+        let msg = format!(
+            "{} {}: bad response: {detail}",
+            self.cfg.endpoints[self.conns[ci].endpoint].url,
+            op_label(&self.conns[ci])
+        );
         self.shared.print_once(&format!("protocol:{detail}"), &msg);
         self.close(ci);
         self.finish_op(ci, Outcome::Error { kind: ErrorKind::Protocol, status: None }, now);
@@ -389,7 +396,11 @@ impl<'s> Worker<'s> {
 
     /// The connection broke (reset, EOF, write error).
     pub(super) fn broken(&mut self, ci: usize, detail: &str, now: Instant) {
-        let msg = format!("{} {}: {detail}", self.cfg.endpoint, op_label(&self.conns[ci]));
+        let msg = format!(
+            "{} {}: {detail}",
+            self.cfg.endpoints[self.conns[ci].endpoint].url,
+            op_label(&self.conns[ci])
+        );
         self.shared.print_once(&format!("connection:{detail}"), &msg);
         self.close(ci);
         self.finish_op(ci, Outcome::Error { kind: ErrorKind::Connection, status: None }, now);
