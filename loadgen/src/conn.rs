@@ -40,7 +40,7 @@ pub enum Step {
     CompleteUpload,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct OpState {
     pub kind: OpKind,
     pub step: Step,

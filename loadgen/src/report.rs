@@ -78,28 +78,35 @@ pub fn table(cfg: &Config, report: &RunReport) -> String {
         latency_basis(cfg)
     );
     if let Shape::Open { rate_per_s } = cfg.shape {
-        let st = &phase.stats;
-        let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e3;
-        let _ = writeln!(
-            out,
-            "open loop at {rate_per_s} req/s: service time (from actual send) p50 {:.3} ms p99 {:.3} ms; queue delay p50 {:.3} ms p99 {:.3} ms max {:.3} ms; backlog peak {}, dropped {}, left at end {}",
-            q(&total.service_us, 0.5), q(&total.service_us, 0.99),
-            q(&st.queue_delay_us, 0.5), q(&st.queue_delay_us, 0.99), st.queue_delay_us.max() as f64 / 1e3,
-            st.backlog_peak, st.backlog_dropped, st.backlog_at_end
-        );
+        out.push_str(&open_loop_line(rate_per_s, phase, &total));
     }
-    let cpu = phase.cpu_user_s + phase.cpu_sys_s;
-    let requests = phase.stats.requests.max(1);
-    let _ = writeln!(
-        out,
-        "client CPU: user {:.3} s + sys {:.3} s = {:.3} s over {:.2} s ({:.1} % of one core), {:.1} µs per request ({} requests, {} connects, {} timed by kernel stamp)",
-        phase.cpu_user_s, phase.cpu_sys_s, cpu, phase.measured_s, 100.0 * cpu / secs,
-        cpu * 1e6 / requests as f64, phase.stats.requests, phase.stats.connects, phase.stats.responses_stamped
-    );
+    out.push_str(&cpu_line(phase));
     for v in &phase.stats.verify_failures {
         let _ = writeln!(out, "verify failure: key {} at byte {}: {}", v.key, v.offset, v.reason);
     }
     out
+}
+
+fn open_loop_line(rate_per_s: f64, phase: &PhaseReport, total: &OpStats) -> String {
+    let st = &phase.stats;
+    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e3;
+    format!(
+        "open loop at {rate_per_s} req/s: service time (from actual send) p50 {:.3} ms p99 {:.3} ms; queue delay p50 {:.3} ms p99 {:.3} ms max {:.3} ms; backlog peak {}, dropped {}, left at end {}\n",
+        q(&total.service_us, 0.5), q(&total.service_us, 0.99),
+        q(&st.queue_delay_us, 0.5), q(&st.queue_delay_us, 0.99), st.queue_delay_us.max() as f64 / 1e3,
+        st.backlog_peak, st.backlog_dropped, st.backlog_at_end
+    )
+}
+
+fn cpu_line(phase: &PhaseReport) -> String {
+    let secs = phase.measured_s.max(1e-9);
+    let cpu = phase.cpu_user_s + phase.cpu_sys_s;
+    let requests = phase.stats.requests.max(1);
+    format!(
+        "client CPU: user {:.3} s + sys {:.3} s = {:.3} s over {:.2} s ({:.1} % of one core), {:.1} µs per request ({} requests, {} connects, {} timed by kernel stamp)\n",
+        phase.cpu_user_s, phase.cpu_sys_s, cpu, phase.measured_s, 100.0 * cpu / secs,
+        cpu * 1e6 / requests as f64, phase.stats.requests, phase.stats.connects, phase.stats.responses_stamped
+    )
 }
 
 fn latency_basis(cfg: &Config) -> &'static str {
@@ -171,8 +178,14 @@ pub fn json(cfg: &Config, report: &RunReport) -> String {
         num(report.process_user_s),
         num(report.process_sys_s)
     );
-    out.push_str("  \"verify_failures\": [");
-    for (i, v) in st.verify_failures.iter().enumerate() {
+    out.push_str(&tail_json(report));
+    out
+}
+
+/// `verify_failures`, `prefill` and the closing brace.
+fn tail_json(report: &RunReport) -> String {
+    let mut out = String::from("  \"verify_failures\": [");
+    for (i, v) in report.main.stats.verify_failures.iter().enumerate() {
         let _ = write!(
             out,
             "{}{{\"key\": {}, \"offset\": {}, \"reason\": {}}}",

@@ -11,7 +11,8 @@ impl<'s> Worker<'s> {
     pub(super) fn build_request(&mut self, ci: usize) {
         let cfg = self.cfg;
         let conn = &mut self.conns[ci];
-        let op = conn.op.as_ref().expect("an op is assigned before its request");
+        // A copy (plain data), so the connection's buffers can be borrowed.
+        let op = conn.op.expect("an op is assigned before its request");
         let (key_id, version, len) = (op.key_id, op.version, op.size_bytes);
         let spec = BodySpec { key_id, version, run_id: self.shared.run_id, len };
         conn.head_out.clear();
@@ -28,25 +29,7 @@ impl<'s> Worker<'s> {
         } else {
             s3::object_path(&mut conn.path, &cfg.bucket, &cfg.key_prefix, op.key_id);
         }
-        let object = |pos: u64, end: u64| BodyOut::Object { spec, header: spec.header(), pos, end };
-        let (method, body) = match (op.kind, op.step) {
-            (OpKind::Put, _) => ("PUT", object(0, op.size_bytes)),
-            (OpKind::Get | OpKind::List, _) => ("GET", BodyOut::None),
-            (OpKind::Head, _) => ("HEAD", BodyOut::None),
-            (OpKind::Delete, _) => ("DELETE", BodyOut::None),
-            (OpKind::Multipart, Step::CreateUpload | Step::Single) => ("POST", BodyOut::None),
-            (OpKind::Multipart, Step::UploadPart(n)) => {
-                let start = (n as u64 - 1) * cfg.part_size_bytes;
-                ("PUT", object(start, (start + cfg.part_size_bytes).min(op.size_bytes)))
-            }
-            (OpKind::Multipart, Step::CompleteUpload) => {
-                conn.body_buf.clear();
-                conn.body_buf.extend_from_slice(b"<CompleteMultipartUpload>");
-                conn.body_buf.extend_from_slice(&conn.parts_xml);
-                conn.body_buf.extend_from_slice(b"</CompleteMultipartUpload>");
-                ("POST", BodyOut::Buffer { pos: 0 })
-            }
-        };
+        let (method, body) = method_and_body(cfg, &op, spec, conn);
         let mut query = [("", ""); 3];
         let query_len = match (op.kind, op.step) {
             (OpKind::List, _) => {
@@ -148,19 +131,7 @@ impl<'s> Worker<'s> {
                     Ok(None) => return true,
                     Ok(Some((head, n))) => {
                         conn.in_start += n;
-                        let ok = (200..300).contains(&head.status);
-                        let verify_get = self.cfg.verify
-                            && conn.op.as_ref().is_some_and(|op| op.kind == OpKind::Get);
-                        if ok && verify_get {
-                            let length = match head.body {
-                                http::BodyKind::Length(n) => Some(n),
-                                _ => None,
-                            };
-                            conn.check =
-                                conn.op.as_ref().map(|op| BodyCheck::new(op.key_id, length));
-                        }
-                        conn.capture_on |= !ok;
-                        conn.recv = Recv::Body { decoder: BodyDecoder::new(head.body), head };
+                        on_head(conn, head, self.cfg.verify);
                     }
                     Err(e) => {
                         self.protocol_error(ci, &e.0, now);
@@ -462,6 +433,49 @@ impl<'s> Worker<'s> {
         }
         record_us(&mut s.latency_us, latency_us);
         record_us(&mut s.service_us, service_us);
+    }
+}
+
+/// A response head arrived: set up what its body goes through.
+fn on_head(conn: &mut Conn, head: http::ResponseHead, verify: bool) {
+    let ok = (200..300).contains(&head.status);
+    let verify_get = verify && conn.op.as_ref().is_some_and(|op| op.kind == OpKind::Get);
+    if ok && verify_get {
+        let length = match head.body {
+            http::BodyKind::Length(n) => Some(n),
+            _ => None,
+        };
+        conn.check = conn.op.as_ref().map(|op| BodyCheck::new(op.key_id, length));
+    }
+    conn.capture_on |= !ok;
+    conn.recv = Recv::Body { decoder: BodyDecoder::new(head.body), head };
+}
+
+/// The method and body of the op's current step.
+fn method_and_body(
+    cfg: &Config,
+    op: &OpState,
+    spec: BodySpec,
+    conn: &mut Conn,
+) -> (&'static str, BodyOut) {
+    let object = |pos: u64, end: u64| BodyOut::Object { spec, header: spec.header(), pos, end };
+    match (op.kind, op.step) {
+        (OpKind::Put, _) => ("PUT", object(0, op.size_bytes)),
+        (OpKind::Get | OpKind::List, _) => ("GET", BodyOut::None),
+        (OpKind::Head, _) => ("HEAD", BodyOut::None),
+        (OpKind::Delete, _) => ("DELETE", BodyOut::None),
+        (OpKind::Multipart, Step::CreateUpload | Step::Single) => ("POST", BodyOut::None),
+        (OpKind::Multipart, Step::UploadPart(n)) => {
+            let start = (n as u64 - 1) * cfg.part_size_bytes;
+            ("PUT", object(start, (start + cfg.part_size_bytes).min(op.size_bytes)))
+        }
+        (OpKind::Multipart, Step::CompleteUpload) => {
+            conn.body_buf.clear();
+            conn.body_buf.extend_from_slice(b"<CompleteMultipartUpload>");
+            conn.body_buf.extend_from_slice(&conn.parts_xml);
+            conn.body_buf.extend_from_slice(b"</CompleteMultipartUpload>");
+            ("POST", BodyOut::Buffer { pos: 0 })
+        }
     }
 }
 
