@@ -38,17 +38,28 @@ pub fn request(
     out.extend_from_slice(body);
     let io_err = |e: std::io::Error| format!("{} {method}: {e}", ep.url);
     stream.write_all(&out).map_err(io_err)?;
-    read_response(&mut stream, method == "HEAD").map_err(|e| format!("{} {method}: {e}", ep.url))
+    read_response(&mut stream, method == "HEAD", cfg.timeout)
+        .map_err(|e| format!("{} {method}: {e}", ep.url))
 }
 
-fn read_response(stream: &mut TcpStream, head_request: bool) -> Result<Response, String> {
+fn read_response(
+    stream: &mut TcpStream,
+    head_request: bool,
+    timeout: std::time::Duration,
+) -> Result<Response, String> {
+    let read_err = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no response within --timeout {timeout:?}")
+        }
+        _ => format!("read failed: {e}"),
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut len = 0;
     let (head, used) = loop {
         if len == buf.len() {
             return Err("response head too large".into());
         }
-        let n = stream.read(&mut buf[len..]).map_err(|e| format!("read failed: {e}"))?;
+        let n = stream.read(&mut buf[len..]).map_err(read_err)?;
         if n == 0 {
             return Err("the server closed the connection without answering".into());
         }
@@ -70,7 +81,7 @@ fn read_response(stream: &mut TcpStream, head_request: bool) -> Result<Response,
         if decoder.is_done() {
             break;
         }
-        let n = stream.read(&mut buf).map_err(|e| format!("read failed: {e}"))?;
+        let n = stream.read(&mut buf).map_err(read_err)?;
         if n == 0 {
             decoder.on_eof().map_err(|e| e.0)?;
             break;

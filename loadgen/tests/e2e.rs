@@ -239,3 +239,28 @@ fn several_endpoints_share_the_connections() {
     let ratio = na as f64 / nb as f64;
     assert!((0.5..2.0).contains(&ratio), "{na} / {nb}");
 }
+
+#[test]
+fn slow_responses_time_out_and_the_connection_is_replaced() {
+    // Fails if a request could hang past --timeout, or if a timed-out
+    // connection were reused (its late response would be read as the
+    // answer to the next request).
+    let m = start_mock(MockConfig { delay: Duration::from_millis(300), ..MockConfig::default() });
+    let mut cfg = config(m.addr);
+    cfg.mix = Mix::parse("get=100").unwrap();
+    cfg.connections = 2;
+    cfg.timeout = Duration::from_millis(100);
+    cfg.duration = Some(Duration::from_millis(500));
+    let err = setup::ensure_bucket(&cfg, false).unwrap_err();
+    assert!(err.contains("no response within"), "{err}");
+    let report = run(cfg, false).expect("run");
+    let get = op(&report, OpKind::Get);
+    assert_eq!(get.ops_ok, 0);
+    assert!(get.errors_by_kind[1] >= 6, "timeouts {:?}", get.errors_by_kind);
+    assert_eq!(get.ops_error, get.errors_by_kind[1]);
+    assert!(
+        report.main.stats.connects >= get.errors_by_kind[1],
+        "connects {}",
+        report.main.stats.connects
+    );
+}
