@@ -132,6 +132,16 @@ impl Conn {
         }
     }
 
+    /// The request head and body have all been written.
+    pub fn request_sent(&self) -> bool {
+        let body_done = match self.body_out {
+            BodyOut::None => true,
+            BodyOut::Object { pos, end, .. } => pos >= end,
+            BodyOut::Buffer { pos } => pos >= self.body_buf.len(),
+        };
+        self.head_sent >= self.head_out.len() && body_done
+    }
+
     /// Forget the socket and anything half sent or received.
     pub fn reset_io(&mut self) {
         self.stream = None;

@@ -74,7 +74,7 @@ impl Shared {
     pub fn print_once(&self, what: &str, message: &str) {
         let Ok(mut printed) = self.printed.lock() else { return };
         if printed.len() < ERROR_MESSAGES_MAX && printed.insert(what.to_string()) {
-            eprintln!("\r\x1b[Kerror: {message}");
+            eprintln!("{}error: {message}", crate::run::stderr_prefix());
         }
     }
 }
@@ -154,6 +154,7 @@ struct Worker<'s> {
     last_completion: Option<Instant>,
     /// When poll last returned (open-loop coalescing counts from here).
     last_wake: Instant,
+    stopped_at: Option<Instant>,
     clock_map: crate::rxtime::ClockMap,
 }
 
@@ -163,12 +164,10 @@ pub fn run_worker(shared: &Shared, plan: Plan) -> Result<WorkerResult, String> {
     worker.run().map_err(|e| format!("event loop failed: {e}"))?;
     let cpu_end = thread_cpu_us();
     let (user0, sys0) = worker.cpu_at_measure;
-    let measured_end = match (worker.plan.end, worker.last_completion) {
-        (Some(end), Some(last)) => end.max(last),
-        (Some(end), None) => end,
-        (None, Some(last)) => last,
-        (None, None) => worker.plan.measure_from,
-    };
+    // The window ends when the worker stopped issuing (the planned end,
+    // or earlier on Ctrl-C) or at the last completion, whichever is later.
+    let stopped_at = worker.stopped_at.unwrap_or(worker.plan.measure_from);
+    let measured_end = worker.last_completion.map_or(stopped_at, |last| last.max(stopped_at));
     Ok(WorkerResult {
         measured: measured_end.saturating_duration_since(worker.plan.measure_from),
         cpu_user_us: cpu_end.0.saturating_sub(user0),
@@ -247,6 +246,7 @@ impl<'s> Worker<'s> {
             cpu_at_measure: (0, 0),
             last_completion: None,
             last_wake: plan.start,
+            stopped_at: None,
             clock_map: crate::rxtime::ClockMap::now(),
             plan,
         })
@@ -302,7 +302,7 @@ impl<'s> Worker<'s> {
                 );
             }
         }
-        self.send_progress(Instant::now());
+        // The last, partial second is not sent: its ops/s would be wrong.
         Ok(())
     }
 
@@ -328,7 +328,8 @@ impl<'s> Worker<'s> {
         if self.stopping {
             return;
         }
-        let time_up = self.plan.end.is_some_and(|end| now >= end);
+        let interrupted = crate::run::INTERRUPTED.load(Ordering::Relaxed);
+        let time_up = interrupted || self.plan.end.is_some_and(|end| now >= end);
         let ops_done = self.plan.ops_limit.is_some_and(|limit| self.ops_started_measured >= limit);
         let prefill_done = matches!(self.plan.source, Source::Prefill { .. })
             && self.prefill_next >= self.cfg.keys;
@@ -340,6 +341,7 @@ impl<'s> Worker<'s> {
         }
         if time_up || ops_done || prefill_done || open_done {
             self.stopping = true;
+            self.stopped_at = Some(now);
             if let Some(open) = &self.open {
                 self.stats.backlog_at_end = open.backlog(now);
             }

@@ -119,6 +119,7 @@ fn main() -> ExitCode {
         eprintln!("toasty-loadgen: {e}");
         return ExitCode::from(1);
     }
+    run::handle_ctrl_c();
     let result = match run::run(cfg.clone(), prefill) {
         Ok(r) => r,
         Err(e) => {
@@ -126,6 +127,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "toasty-loadgen: interrupted; reporting the {:.2} s measured",
+            result.main.measured_s
+        );
+    }
     print!("{}", report::table(&cfg, &result));
     if let Some(path) = json {
         if let Err(e) = std::fs::write(&path, report::json(&cfg, &result)) {

@@ -6,8 +6,36 @@ use crate::engine::{process_cpu_us, run_worker, Plan, Shared, Source};
 use crate::stats::{Interval, RunStats};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Set by the first Ctrl-C: workers stop issuing, drain, and the run
+/// reports what it measured so far. A second Ctrl-C kills the process.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    // SAFETY: restoring the default disposition is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
+/// Installs the Ctrl-C handler (the binary calls this; tests do not).
+pub fn handle_ctrl_c() {
+    // SAFETY: the handler only stores to an atomic and calls signal().
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+}
+
+/// Prefix for a stderr message: on a terminal it first clears the
+/// progress line it would otherwise run into.
+pub fn stderr_prefix() -> &'static str {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(2) } == 1 {
+        "\r\x1b[K"
+    } else {
+        ""
+    }
+}
 
 /// Workers start together this long after they are spawned, so thread
 /// start-up is not in anyone's first interval.

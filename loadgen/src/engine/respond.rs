@@ -214,7 +214,9 @@ impl<'s> Worker<'s> {
             Some(ns) => self.clock_map.instant(ns, op.sent_at, now),
             None => now,
         };
-        let open = !head.close && conn.stream.is_some();
+        // A response before the whole request left (e.g. an early 403 to a
+        // big PUT) leaves the rest of the body in the stream: close it.
+        let open = !head.close && conn.stream.is_some() && conn.request_sent();
         if !open {
             self.close(ci);
         }
@@ -278,7 +280,8 @@ impl<'s> Worker<'s> {
     fn verify_failed(&mut self, key_id: u64, offset: u64, reason: String) -> Outcome {
         let key = s3::key_name(&self.cfg.key_prefix, key_id);
         if self.stats.verify_failures.len() < VERIFY_FAILURES_KEPT_MAX {
-            eprintln!("\r\x1b[Kverify failure: key {key} at byte {offset}: {reason}");
+            let prefix = crate::run::stderr_prefix();
+            eprintln!("{prefix}verify failure: key {key} at byte {offset}: {reason}");
             self.stats.verify_failures.push(VerifyReport { key, offset, reason });
         }
         Outcome::Error { kind: ErrorKind::Verify, status: None }
