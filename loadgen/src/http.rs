@@ -340,3 +340,72 @@ mod tests {
         assert_eq!(xml_text(body, "Code"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut at = 0;
+        for &size in sizes.iter().cycle() {
+            if at >= body.len() {
+                break;
+            }
+            let n = size.clamp(1, body.len() - at);
+            wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            wire.extend_from_slice(&body[at..at + n]);
+            wire.extend_from_slice(b"\r\n");
+            at += n;
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        wire
+    }
+
+    proptest! {
+        // Bytes from the network never panic the parser: garbage is an
+        // error or "need more", nothing else.
+        #[test]
+        fn parse_head_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048), head in any::<bool>()) {
+            let _ = parse_head(&bytes, head);
+            let mut with_prefix = b"HTTP/1.1 200 OK\r\n".to_vec();
+            with_prefix.extend_from_slice(&bytes);
+            let _ = parse_head(&with_prefix, head);
+        }
+
+        #[test]
+        fn chunked_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048), step in 1usize..64) {
+            let mut dec = BodyDecoder::new(BodyKind::Chunked);
+            let mut at = 0;
+            while at < bytes.len() && !dec.is_done() {
+                let end = (at + step).min(bytes.len());
+                match dec.feed(&bytes[at..end], &mut |_| {}) {
+                    Ok(n) => at += n.max(1),
+                    Err(_) => break,
+                }
+            }
+        }
+
+        // Any chunking of any body, fed in any split, decodes to the body
+        // and stops exactly at the end of the message.
+        #[test]
+        fn chunked_roundtrip(body in proptest::collection::vec(any::<u8>(), 0..4096),
+                             sizes in proptest::collection::vec(1usize..700, 1..8),
+                             step in 1usize..300) {
+            let mut wire = chunked(&body, &sizes);
+            let end_of_message = wire.len();
+            wire.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            let mut dec = BodyDecoder::new(BodyKind::Chunked);
+            let mut out = Vec::new();
+            let mut at = 0;
+            while !dec.is_done() {
+                let end = (at + step).min(wire.len());
+                prop_assert!(at < end, "ran out of input");
+                at += dec.feed(&wire[at..end], &mut |b| out.extend_from_slice(b)).unwrap();
+            }
+            prop_assert_eq!(out, body);
+            prop_assert_eq!(at, end_of_message);
+        }
+    }
+}
