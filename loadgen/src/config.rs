@@ -87,6 +87,8 @@ pub struct Config {
     pub requests: Option<u64>,
     pub seed: u64,
     pub progress: bool,
+    /// Set for https:// endpoints (all endpoints share the scheme).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -119,6 +121,7 @@ impl Config {
             requests: None,
             seed: 1,
             progress: false,
+            tls: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Conn {
     /// Index into Config::endpoints.
     pub endpoint: usize,
     pub stream: Option<TcpStream>,
+    /// The TLS session on `stream` (https:// endpoints).
+    pub tls: Option<rustls::ClientConnection>,
     pub connected: bool,
     /// After a failed connect, the connection rests until this time.
     pub retry_at: Option<Instant>,
@@ -107,6 +109,7 @@ impl Conn {
         Conn {
             endpoint: 0,
             stream: None,
+            tls: None,
             connected: false,
             retry_at: None,
             backoff_ms: 0,
@@ -134,17 +137,13 @@ impl Conn {
 
     /// The request head and body have all been written.
     pub fn request_sent(&self) -> bool {
-        let body_done = match self.body_out {
-            BodyOut::None => true,
-            BodyOut::Object { pos, end, .. } => pos >= end,
-            BodyOut::Buffer { pos } => pos >= self.body_buf.len(),
-        };
-        self.head_sent >= self.head_out.len() && body_done
+        fully_sent(self.head_sent, &self.head_out, &self.body_out, &self.body_buf)
     }
 
     /// Forget the socket and anything half sent or received.
     pub fn reset_io(&mut self) {
         self.stream = None;
+        self.tls = None;
         self.connected = false;
         self.head_sent = self.head_out.len();
         self.body_out = BodyOut::None;
@@ -156,6 +155,9 @@ impl Conn {
     /// Writes as much of the pending request as the socket takes.
     /// `Ok(true)`: all of it is sent.
     pub fn flush(&mut self, pattern: &Pattern) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.flush_tls(pattern);
+        }
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no socket"));
         };
@@ -181,6 +183,62 @@ impl Conn {
             }
         }
     }
+}
+
+impl Conn {
+    /// TLS: hands plaintext to rustls while it has room (it buffers at most
+    /// TLS_BUFFER_BYTES_MAX) and writes its records out. `Ok(true)`: the
+    /// request and every record are out.
+    fn flush_tls(&mut self, pattern: &Pattern) -> io::Result<bool> {
+        let (Some(stream), Some(tls)) = (self.stream.as_mut(), self.tls.as_mut()) else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "no socket"));
+        };
+        loop {
+            loop {
+                let head = &self.head_out[self.head_sent..];
+                let (first, _) = body_chunks(&self.body_out, &self.body_buf, pattern);
+                let chunk = if head.is_empty() { first } else { head };
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = tls.writer().write(chunk)?;
+                if n == 0 {
+                    break;
+                }
+                if head.is_empty() {
+                    advance_body(&mut self.body_out, n as u64);
+                } else {
+                    self.head_sent += n;
+                }
+            }
+            if !tls.wants_write() {
+                return Ok(fully_sent(
+                    self.head_sent,
+                    &self.head_out,
+                    &self.body_out,
+                    &self.body_buf,
+                ));
+            }
+            match tls.write_tls(stream) {
+                Ok(0) => {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "socket took no bytes"))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn fully_sent(head_sent: usize, head: &[u8], body: &BodyOut, body_buf: &[u8]) -> bool {
+    let body_done = match *body {
+        BodyOut::None => true,
+        BodyOut::Object { pos, end, .. } => pos >= end,
+        BodyOut::Buffer { pos } => pos >= body_buf.len(),
+    };
+    head_sent >= head.len() && body_done
 }
 
 /// The next bytes of the body: up to two contiguous slices (the rest of the

@@ -516,9 +516,25 @@ impl<'s> Worker<'s> {
                 let _ = crate::rxtime::enable(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 self.conns[ci].stream = Some(stream);
                 self.conns[ci].connected = false;
+                if let Err(e) = self.start_tls(ci) {
+                    let err = io::Error::other(e);
+                    self.connect_failed(ci, &err, now);
+                }
             }
             Err(e) => self.connect_failed(ci, &e, now),
         }
+    }
+
+    /// Puts a TLS session on the fresh socket (https:// endpoints); its
+    /// ClientHello leaves with the first flush.
+    fn start_tls(&mut self, ci: usize) -> Result<(), String> {
+        let Some(config) = &self.cfg.tls else { return Ok(()) };
+        let name = crate::tls::server_name(&self.cfg.endpoints[self.conns[ci].endpoint].host)?;
+        let mut tls =
+            rustls::ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
+        tls.set_buffer_limit(Some(crate::tls::TLS_BUFFER_BYTES_MAX));
+        self.conns[ci].tls = Some(tls);
+        Ok(())
     }
 
     fn connect_failed(&mut self, ci: usize, e: &io::Error, now: Instant) {

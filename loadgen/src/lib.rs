@@ -16,4 +16,5 @@ pub mod setup;
 pub mod sigv4;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 pub mod workload;

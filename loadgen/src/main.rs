@@ -101,6 +101,12 @@ struct Args {
     /// Also write the results as JSON to FILE.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// https:// endpoints: trust the CA (or self-signed certificate) in this PEM file.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// https:// endpoints: accept any server certificate (test setups only).
+    #[arg(long)]
+    insecure: bool,
     /// No per-second progress line on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -149,13 +155,24 @@ fn main() -> ExitCode {
 
 fn build_config(a: Args) -> Result<(Config, bool, bool, Option<std::path::PathBuf>), String> {
     let mut endpoints = Vec::new();
+    let mut schemes = Vec::new();
     for text in a.endpoint.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let (addr, host) = parse_endpoint(text)?;
+        let (addr, host, https) = parse_endpoint(text)?;
         endpoints.push(Endpoint { url: text.trim_end_matches('/').to_string(), host, addr });
+        schemes.push(https);
     }
     let first = endpoints.first().ok_or("--endpoint is empty")?.addr;
+    let https = schemes[0];
+    if schemes.iter().any(|&s| s != https) {
+        return Err("--endpoint: mix of http:// and https:// endpoints".into());
+    }
     let mut cfg = Config::new(first);
     cfg.endpoints = endpoints;
+    if https {
+        cfg.tls = Some(toasty_loadgen::tls::client_config(a.ca_file.as_deref(), a.insecure)?);
+    } else if a.ca_file.is_some() || a.insecure {
+        return Err("--ca-file and --insecure are for https:// endpoints".into());
+    }
     cfg.endpoint = a.endpoint.clone();
     cfg.access_key = a.access_key;
     cfg.secret_key = a.secret_key;
@@ -199,14 +216,16 @@ fn build_config(a: Args) -> Result<(Config, bool, bool, Option<std::path::PathBu
     Ok((cfg, a.create_bucket, a.prefill, a.json))
 }
 
-/// `http://HOST:PORT` → the loopback address to connect to and the Host header.
-fn parse_endpoint(endpoint: &str) -> Result<(SocketAddr, String), String> {
-    if endpoint.starts_with("https://") {
-        return Err("TLS (https://) is not implemented yet; use http://".into());
-    }
-    let rest = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--endpoint {endpoint:?} must start with http://"))?;
+/// `http(s)://HOST:PORT` → the loopback address to connect to, the Host
+/// header, and whether it is https.
+fn parse_endpoint(endpoint: &str) -> Result<(SocketAddr, String, bool), String> {
+    let (rest, https, default_port) = if let Some(rest) = endpoint.strip_prefix("https://") {
+        (rest, true, 443)
+    } else if let Some(rest) = endpoint.strip_prefix("http://") {
+        (rest, false, 80)
+    } else {
+        return Err(format!("--endpoint {endpoint:?} must start with http:// or https://"));
+    };
     let host = rest.trim_end_matches('/');
     if host.contains('/') {
         return Err(format!(
@@ -219,13 +238,13 @@ fn parse_endpoint(endpoint: &str) -> Result<(SocketAddr, String), String> {
         {
             host.to_string()
         } else {
-            format!("{host}:80")
+            format!("{host}:{default_port}")
         };
     let addrs = with_port.to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
     let addr = addrs.into_iter().find(|a| a.ip().is_loopback()).ok_or_else(|| {
         format!("{host} is not a loopback address; this tool only targets 127.0.0.0/8 or ::1")
     })?;
-    Ok((addr, host.to_string()))
+    Ok((addr, host.to_string(), https))
 }
 
 /// `10`, `2.5`, `500ms`, `10s`, `2m`.

@@ -37,13 +37,26 @@ pub fn request(
     s3::write_head(&mut out, &mut signer, &ep.host, AmzClock::new().now(), &req);
     out.extend_from_slice(body);
     let io_err = |e: std::io::Error| format!("{} {method}: {e}", ep.url);
-    stream.write_all(&out).map_err(io_err)?;
-    read_response(&mut stream, method == "HEAD", cfg.timeout)
-        .map_err(|e| format!("{} {method}: {e}", ep.url))
+    let head_request = method == "HEAD";
+    let response = match &cfg.tls {
+        None => {
+            stream.write_all(&out).map_err(io_err)?;
+            read_response(&mut stream, head_request, cfg.timeout)
+        }
+        Some(config) => {
+            let name = crate::tls::server_name(&ep.host)?;
+            let conn = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| format!("TLS: {e}"))?;
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            tls.write_all(&out).map_err(|e| format!("{} {method}: TLS: {e}", ep.url))?;
+            read_response(&mut tls, head_request, cfg.timeout)
+        }
+    };
+    response.map_err(|e| format!("{} {method}: {e}", ep.url))
 }
 
 fn read_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     head_request: bool,
     timeout: std::time::Duration,
 ) -> Result<Response, String> {

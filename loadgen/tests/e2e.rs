@@ -264,3 +264,125 @@ fn slow_responses_time_out_and_the_connection_is_replaced() {
         report.main.stats.connects
     );
 }
+
+mod tls_server {
+    //! A blocking TLS responder (thread per connection, rustls + a
+    //! self-signed rcgen certificate) for the https:// tests.
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    pub struct Server {
+        pub addr: SocketAddr,
+        pub cert_pem: PathBuf,
+    }
+
+    pub fn start(name: &str) -> Server {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert: CertificateDer<'static> = ck.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let config = Arc::new(config);
+        let cert_pem =
+            std::env::temp_dir().join(format!("loadgen-{name}-{}.pem", std::process::id()));
+        std::fs::write(&cert_pem, ck.cert.pem()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || serve(config, tcp));
+            }
+        });
+        Server { addr, cert_pem }
+    }
+
+    fn serve(config: Arc<rustls::ServerConfig>, tcp: TcpStream) {
+        let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut input = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => input.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&input[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while input.len() < end + 4 + length {
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => input.extend_from_slice(&chunk[..n]),
+                }
+            }
+            input.drain(..end + 4 + length);
+            let body = if head.starts_with("GET ") { vec![b'x'; 3000] } else { Vec::new() };
+            let mut response =
+                format!("HTTP/1.1 200 OK\r\nETag: \"t\"\r\nContent-Length: {}\r\n\r\n", body.len())
+                    .into_bytes();
+            response.extend_from_slice(&body);
+            if tls.write_all(&response).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn tls_config(ca: Option<&std::path::Path>, insecure: bool, addr: SocketAddr) -> Config {
+    let mut cfg = config(addr);
+    cfg.tls = Some(toasty_loadgen::tls::client_config(ca, insecure).unwrap());
+    cfg.mix = Mix::parse("put=50,get=50").unwrap();
+    cfg.size = SizeDist::parse("uniform:1KiB-600KiB").unwrap();
+    cfg.duration = Some(Duration::from_millis(400));
+    cfg
+}
+
+#[test]
+fn https_endpoints_work_with_a_ca_file_or_insecure() {
+    // Fails if TLS bodies stall (large PUTs go through rustls in pieces),
+    // if responses are lost in rustls's buffers, or if the setup client
+    // cannot speak TLS.
+    let server = tls_server::start("ok");
+    for (ca, insecure) in [(Some(server.cert_pem.as_path()), false), (None, true)] {
+        let cfg = tls_config(ca, insecure, server.addr);
+        setup::ensure_bucket(&cfg, false).expect("setup over TLS");
+        let report = run(cfg, false).expect("run");
+        let total = report.main.stats.total();
+        assert_eq!(total.ops_error, 0, "{:?}", total.errors_by_kind);
+        assert!(op(&report, OpKind::Put).ops_ok > 5 && op(&report, OpKind::Get).ops_ok > 5);
+        assert_eq!(op(&report, OpKind::Get).payload_bytes, op(&report, OpKind::Get).ops_ok * 3000);
+        assert!(report.main.stats.connects <= 4, "sessions are kept alive");
+    }
+}
+
+#[test]
+fn https_with_the_wrong_ca_is_refused_and_says_why() {
+    let server = tls_server::start("server");
+    let other = tls_server::start("other");
+    let cfg = tls_config(Some(other.cert_pem.as_path()), false, server.addr);
+    let err = setup::ensure_bucket(&cfg, false).unwrap_err();
+    assert!(err.contains("certificate"), "{err}");
+    let report = run(cfg, false).expect("run");
+    let total = report.main.stats.total();
+    assert_eq!(total.ops_ok, 0);
+    assert!(
+        total.errors_by_kind[3] > 0,
+        "TLS failures are protocol errors: {:?}",
+        total.errors_by_kind
+    );
+}

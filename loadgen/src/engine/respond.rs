@@ -4,6 +4,7 @@ use super::*;
 use crate::conn::{advance_body, body_chunks, CAPTURE_BYTES_MAX};
 use crate::s3::error_summary;
 use crate::stats::ALL_ERROR_KINDS;
+use std::io::Read;
 
 impl<'s> Worker<'s> {
     /// Writes the request for the op's current step into the connection's
@@ -74,25 +75,35 @@ impl<'s> Worker<'s> {
         conn.body_out = body;
     }
 
+    /// Makes room at the end of the read buffer; false if the connection
+    /// was closed because a response head does not fit.
+    fn make_room(&mut self, ci: usize, now: Instant) -> bool {
+        let conn = &mut self.conns[ci];
+        if conn.in_start == conn.in_end {
+            conn.in_start = 0;
+            conn.in_end = 0;
+        } else if conn.in_end == conn.in_buf.len() {
+            if conn.in_start == 0 {
+                self.protocol_error(ci, "response head does not fit the read buffer", now);
+                return false;
+            }
+            conn.in_buf.copy_within(conn.in_start..conn.in_end, 0);
+            conn.in_end -= conn.in_start;
+            conn.in_start = 0;
+        }
+        true
+    }
+
     pub(super) fn on_readable(&mut self, ci: usize, now: Instant) {
+        if self.conns[ci].tls.is_some() {
+            return self.on_readable_tls(ci, now);
+        }
         loop {
+            if !self.make_room(ci, now) {
+                return;
+            }
             let conn = &mut self.conns[ci];
             let Some(stream) = conn.stream.as_mut() else { return };
-            if conn.in_start == conn.in_end {
-                conn.in_start = 0;
-                conn.in_end = 0;
-            } else if conn.in_end == conn.in_buf.len() {
-                if conn.in_start == 0 {
-                    return self.protocol_error(
-                        ci,
-                        "response head does not fit the read buffer",
-                        now,
-                    );
-                }
-                conn.in_buf.copy_within(conn.in_start..conn.in_end, 0);
-                conn.in_end -= conn.in_start;
-                conn.in_start = 0;
-            }
             let space = conn.in_buf.len() - conn.in_end;
             let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
             match crate::rxtime::recv(fd, &mut conn.in_buf[conn.in_end..]) {
@@ -112,6 +123,68 @@ impl<'s> Worker<'s> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.broken(ci, &format!("read failed: {e}"), now),
+            }
+        }
+    }
+
+    /// TLS: socket → rustls until the socket is drained (edge-triggered, and
+    /// rustls reads in pieces), then plaintext → the read buffer → parser.
+    fn on_readable_tls(&mut self, ci: usize, now: Instant) {
+        loop {
+            let conn = &mut self.conns[ci];
+            let (Some(stream), Some(tls)) = (conn.stream.as_ref(), conn.tls.as_mut()) else {
+                return;
+            };
+            let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+            let mut reader = crate::tls::StampedReader { fd, stamp: &mut conn.rx_realtime_ns };
+            let eof = match tls.read_tls(&mut reader) {
+                Ok(n) => n == 0,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.broken(ci, &format!("read failed: {e}"), now),
+            };
+            if let Err(e) = tls.process_new_packets() {
+                return self.protocol_error(ci, &format!("TLS: {e}"), now);
+            }
+            if !self.drain_plaintext(ci, now) {
+                return;
+            }
+            if eof {
+                return self.on_eof(ci, now);
+            }
+        }
+        // Handshake messages (or a key update) may be waiting to go out.
+        if self.conns[ci].tls.as_ref().is_some_and(|t| t.wants_write()) {
+            self.send(ci, now);
+        }
+    }
+
+    /// Moves decrypted bytes into the read buffer and parses them. Returns
+    /// false once the connection is closed.
+    fn drain_plaintext(&mut self, ci: usize, now: Instant) -> bool {
+        loop {
+            if !self.make_room(ci, now) {
+                return false;
+            }
+            let conn = &mut self.conns[ci];
+            let Some(tls) = conn.tls.as_mut() else { return false };
+            match tls.reader().read(&mut conn.in_buf[conn.in_end..]) {
+                Ok(0) => {
+                    // close_notify: the server ended the session cleanly.
+                    self.on_eof(ci, now);
+                    return false;
+                }
+                Ok(n) => {
+                    conn.in_end += n;
+                    if !self.process_input(ci, now) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    self.broken(ci, &format!("TLS: {e}"), now);
+                    return false;
+                }
             }
         }
     }
