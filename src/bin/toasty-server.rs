@@ -24,7 +24,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use toasty::client::cluster_id;
 use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
-use toasty::shard::chunk_service::ChunkServiceConfig;
+use toasty::chunkstore::service::ChunkServiceConfig;
 use toasty::shard::chunks::file_size;
 use toasty::shard::log::Log;
 use toasty::shard::metrics::{self, NodeStatus};
@@ -245,7 +245,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
                 write_queue_bytes_max: 64 << 20,
                 read_queue_max: 1024,
                 repair_delay_ticks: 100,
-                repair_in_flight_max: 8,
+                repair_in_flight_max: 16,
                 repair_timeout_ticks: 300,
                 missing_max: 1 << 20,
                 audit_interval_ticks: ticks(60),

@@ -97,6 +97,7 @@ pub mod buffer;
 pub mod format;
 pub mod mem;
 pub mod recovery;
+pub mod service;
 
 mod index;
 mod maintenance;

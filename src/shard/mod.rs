@@ -2,7 +2,6 @@
 //! Nothing outside this folder names glommio (see ARCHITECTURE.md).
 
 pub mod checks;
-pub mod chunk_service;
 pub mod chunks;
 pub mod client_driver;
 mod file;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::net::TcpListener;
 
-use super::chunk_service::{ChunkOut, ChunkService, ChunkServiceConfig};
+use crate::chunkstore::service::{ChunkOut, ChunkService, ChunkServiceConfig};
 use super::chunks::{ChunkDriver, ChunkFiles};
 use super::log::Log;
 use super::metrics::ShardStatus;

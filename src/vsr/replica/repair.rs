@@ -136,8 +136,25 @@ impl<S: StateMachine> Replica<S> {
         }
         self.write(writes);
         self.chain_verify_down(op);
+        self.repair_chain_step(op);
         self.after_repair();
         true
+    }
+
+    /// Ask at once for the next missing prepare below `op` whose checksum
+    /// the chain now names, instead of at the next repair tick: the walk
+    /// down the hash chain learns one checksum per prepare received, so
+    /// waiting a tick per op made a replica 800 ops behind take 80 s to
+    /// catch up on real 10 ms ticks (tests/cluster.rs found it).
+    fn repair_chain_step(&mut self, op: u64) {
+        let mut below = op - 1;
+        while below > self.commit_min {
+            match self.expected_checksum(below) {
+                Some(checksum) if self.journal.has_prepare(below, checksum) => below -= 1,
+                Some(checksum) => return self.repair_request(below, checksum),
+                None => return,
+            }
+        }
     }
 
     fn after_repair(&mut self) {

@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::chunkstore::{AppendError, ChunkStore, DeleteError, Event, ReadSubmitError, Ticket};
-use crate::shard::transport::ConnId;
 use crate::vsr::message::{ChunkRefusal, Command, Header, Message};
 use crate::vsr::state_machine::{ChunkRef, ObjectStore, Request};
 
@@ -57,6 +56,13 @@ pub struct ChunkServiceConfig {
     /// Deletes started per collection pass.
     pub gc_deletes_per_pass_max: usize,
 }
+
+/// A driver's name for a connection (the shard's transport, or the
+/// simulator's network): answers go back where their request came from.
+pub type ConnId = u64;
+
+/// Missing chunks one repair round looks at.
+const REPAIR_SCAN_MAX: usize = 512;
 
 /// What the event loop must send.
 #[derive(Debug)]
@@ -107,6 +113,10 @@ pub struct ChunkService {
     /// Chunk ids with a write pending (appended, not yet durable).
     pending: BTreeMap<u128, u32>,
     missing: BTreeMap<u128, Missing>,
+    /// Fetches in flight (entries of `missing` with `fetch` set).
+    repair_in_flight: usize,
+    /// Where the next repair round starts in `missing`.
+    repair_cursor: u128,
     /// Unreferenced chunks and the tick they were first seen so.
     unreferenced: BTreeMap<u128, u64>,
     tick: u64,
@@ -132,6 +142,8 @@ impl ChunkService {
             read_queue: VecDeque::new(),
             pending: BTreeMap::new(),
             missing: BTreeMap::new(),
+            repair_in_flight: 0,
+            repair_cursor: 0,
             unreferenced: BTreeMap::new(),
             tick: 0,
             // The first audit soon after start: the checkpointed state
@@ -369,7 +381,7 @@ impl ChunkService {
                         self.pending.remove(&chunk_id);
                     }
                 }
-                self.missing.remove(&chunk_id);
+                self.missing_remove(chunk_id);
                 self.stats.writes += 1;
                 self.stats.write_bytes += u64::from(location.length);
                 if let Waiter::Client { request, client, .. } = waiter {
@@ -480,6 +492,7 @@ impl ChunkService {
             return;
         }
         missing.fetch = None;
+        self.repair_in_flight -= 1;
         if message.command() != Command::ChunkData {
             return; // ChunkMissing: the next round asks another peer.
         }
@@ -496,29 +509,34 @@ impl ChunkService {
         }
     }
 
+    /// Visit up to `REPAIR_SCAN_MAX` missing chunks from the cursor: drop
+    /// those that arrived, expire stalled fetches, start new ones while
+    /// fewer than `repair_in_flight_max` are in flight. Bounded work per
+    /// tick however many chunks are missing.
     fn repair_round(&mut self, store: &ChunkStore, out: &mut Vec<ChunkOut>) {
         let tick = self.tick;
         let config = self.config;
-        // Drop chunks that arrived meanwhile.
-        let arrived: Vec<u128> =
-            self.missing.keys().copied().filter(|id| !self.needed(store, *id)).collect();
-        for chunk_id in arrived {
-            if self.pending.contains_key(&chunk_id) {
+        let mut visit: Vec<u128> =
+            self.missing.range(self.repair_cursor..).map(|(id, _)| *id).take(REPAIR_SCAN_MAX).collect();
+        if visit.len() < REPAIR_SCAN_MAX {
+            let more = REPAIR_SCAN_MAX - visit.len();
+            visit.extend(self.missing.range(..self.repair_cursor).map(|(id, _)| *id).take(more));
+        }
+        self.repair_cursor = visit.last().map_or(0, |id| id.wrapping_add(1));
+        for chunk_id in visit {
+            if !self.needed(store, chunk_id) && !self.pending.contains_key(&chunk_id) {
+                self.missing_remove(chunk_id);
                 continue;
             }
-            self.missing.remove(&chunk_id);
-        }
-        let mut in_flight = self.missing.values().filter(|m| m.fetch.is_some()).count();
-        let mut requests = Vec::new();
-        for (chunk_id, missing) in self.missing.iter_mut() {
+            let Some(missing) = self.missing.get_mut(&chunk_id) else { continue };
             if let Some((_, _, asked)) = missing.fetch {
                 if tick < asked + config.repair_timeout_ticks {
                     continue;
                 }
                 missing.fetch = None;
-                in_flight -= 1;
+                self.repair_in_flight -= 1;
             }
-            if in_flight >= config.repair_in_flight_max
+            if self.repair_in_flight >= config.repair_in_flight_max
                 || tick < missing.tick_found + config.repair_delay_ticks
                 || config.replica_count < 2
             {
@@ -531,12 +549,17 @@ impl ChunkService {
             let request = self.request_next;
             self.request_next = self.request_next.wrapping_add(1).max(1);
             missing.fetch = Some((peer, request, tick));
-            in_flight += 1;
-            requests.push((peer, *chunk_id, request));
-        }
-        for (peer, chunk_id, request) in requests {
+            self.repair_in_flight += 1;
             let header = self.header(Command::ChunkRead, chunk_id, request, 0);
             out.push(ChunkOut::Replica(peer, Message::new(header, &[])));
+        }
+    }
+
+    fn missing_remove(&mut self, chunk_id: u128) {
+        if let Some(missing) = self.missing.remove(&chunk_id) {
+            if missing.fetch.is_some() {
+                self.repair_in_flight -= 1;
+            }
         }
     }
 
@@ -597,7 +620,7 @@ impl ChunkService {
         if audit_due && caught_up {
             self.audit(store, state);
         }
-        if self.tick.is_multiple_of(10) {
+        if !self.missing.is_empty() {
             self.repair_round(store, out);
         }
         if caught_up
