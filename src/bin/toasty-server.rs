@@ -27,7 +27,10 @@ use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
 use toasty::chunkstore::service::ChunkServiceConfig;
 use toasty::shard::chunks::file_size;
 use toasty::shard::log::Log;
+use toasty::http::request::Limits;
+use toasty::http::router::RouterConfig;
 use toasty::shard::metrics::{self, NodeStatus};
+use toasty::shard::s3::S3Config;
 use toasty::shard::server::{self, frame_size_max, ShardParams};
 use toasty::shard::storage::{ReplicaFile, ZoneOffsets};
 use toasty::shard::transport::TransportLimits;
@@ -37,6 +40,11 @@ use toasty::vsr::state_machine::{ObjectStore, ObjectStoreLimits, StateMachine};
 /// The on-disk format of a shard directory (`toasty.id`).
 const FORMAT_VERSION: u32 = 1;
 const TICK: Duration = Duration::from_millis(10);
+/// Object data: 1 MiB chunks by default, up to 8 MiB for large objects.
+const CHUNK_SIZE: usize = 1 << 20;
+const CHUNK_SIZE_MAX: usize = 8 << 20;
+const CHUNKS_PER_OBJECT_MAX: usize = 1024;
+const INLINE_SIZE_MAX: usize = 4096;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,6 +102,26 @@ struct Cli {
     gc_grace_seconds: u64,
     #[arg(long, default_value_t = 60)]
     gc_interval_seconds: u64,
+    /// Serve S3 (HTTP/1.1) on this address from every shard (SO_REUSEPORT:
+    /// several nodes on one box may share it).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// An S3 access key and its secret (the front end accepts requests
+    /// signed with it). Also from TOASTY_ACCESS_KEY / TOASTY_SECRET_KEY.
+    #[arg(long, env = "TOASTY_ACCESS_KEY")]
+    access_key: Option<String>,
+    #[arg(long, env = "TOASTY_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Accept unsigned requests (development only: anyone who can reach the
+    /// port can read and write everything).
+    #[arg(long)]
+    anonymous: bool,
+    /// The region clients sign for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Virtual-hosted-style domain (`bucket.DOMAIN`); path style always works.
+    #[arg(long)]
+    domain: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -186,10 +214,9 @@ fn plan(cli: &Cli, cluster: u128, group: u32) -> Result<Plan, String> {
         objects_max: cli.objects_max,
         key_size_max: 1024,
         user_metadata_size_max: 2048,
-        // 1 MiB chunks: objects up to 1 GiB in one metadata op (a larger
-        // chunk list would not fit a 64 KiB message).
-        chunks_per_object_max: 1024,
-        inline_size_max: 4096,
+        // 1,024 chunk references (24 KiB) fit a 64 KiB metadata op.
+        chunks_per_object_max: CHUNKS_PER_OBJECT_MAX,
+        inline_size_max: INLINE_SIZE_MAX,
         objects_bytes_max: cli.metadata_mib << 20,
     };
     let mut vsr = Config::production(cluster, group, cli.node, replica_count);
@@ -201,6 +228,14 @@ fn plan(cli: &Cli, cluster: u128, group: u32) -> Result<Plan, String> {
     vsr.validate().map_err(|e| format!("replica configuration: {e}"))?;
     let mut chunks = toasty::chunkstore::Config::production(cluster, group, cli.chunk_segments);
     chunks.segment_size_bytes = cli.segment_mib << 20;
+    // Chunks up to 8 MiB: 1 MiB by default, larger only for objects whose
+    // chunk list would not fit a metadata op otherwise (up to 8 GiB).
+    chunks.chunk_size_max_bytes = CHUNK_SIZE_MAX as u32;
+    let record_max = chunks.record_size_max();
+    chunks.batch_bytes_max = chunks.batch_bytes_max.max(record_max);
+    let scan = record_max.next_multiple_of(1 << 20);
+    chunks.compaction_read_bytes = chunks.compaction_read_bytes.max(scan);
+    chunks.recovery_read_bytes = chunks.recovery_read_bytes.max(scan);
     chunks.validate().map_err(|e| format!("chunk store configuration: {e}"))?;
     Ok(Plan { vsr, limits, chunks })
 }
@@ -217,6 +252,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
     let placements = placements(&cli.cpus, cli.cores)?;
     std::fs::create_dir_all(&cli.data)
         .map_err(|e| format!("{}: cannot create the data directory: {e}", cli.data.display()))?;
+    let http = front_end_config(&cli)?;
     let mut shard_params = Vec::new();
     let status = NodeStatus::new(cli.node, cli.cores);
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -260,6 +296,9 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
             status: status.shards[group as usize].clone(),
             shutdown: shutdown.clone(),
             shutdown_wait: Duration::from_secs(10),
+            peer_bases: cli.peers.clone(),
+            group_count: cli.cores,
+            http: http.clone().map(|config| (cli.http.unwrap_or_else(|| unreachable!()), config)),
         });
     }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -276,6 +315,41 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
         cli.node, cli.cores, cli.cluster, cli.data.display()
     ));
     start_shards(shard_params, placements, cli.io_memory, log)
+}
+
+/// The S3 front end's configuration, if `--http` is given.
+fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
+    if cli.http.is_none() {
+        return Ok(None);
+    }
+    let mut credentials = std::collections::BTreeMap::new();
+    match (&cli.access_key, &cli.secret_key) {
+        (Some(access), Some(secret)) => {
+            credentials.insert(access.clone(), secret.clone());
+        }
+        (None, None) if cli.anonymous => {}
+        (None, None) => {
+            return Err("--http needs --access-key and --secret-key (or --anonymous for a \
+                        development cluster)"
+                .to_string())
+        }
+        _ => return Err("give both --access-key and --secret-key".to_string()),
+    }
+    Ok(Some(S3Config {
+        credentials,
+        region: cli.region.clone(),
+        anonymous: cli.anonymous,
+        router: RouterConfig { domains: cli.domain.iter().cloned().collect() },
+        limits: Limits::default(),
+        idle: Duration::from_secs(60),
+        inline_size_max: INLINE_SIZE_MAX,
+        chunk_size: CHUNK_SIZE,
+        chunk_size_max: CHUNK_SIZE_MAX,
+        chunks_per_object_max: CHUNKS_PER_OBJECT_MAX,
+        connections_max: 4096,
+        put_bytes_in_flight_max: 256 << 20,
+        get_chunks_ahead: 3,
+    }))
 }
 
 /// Shard k's replica address on a node with base address `base`.

@@ -308,6 +308,13 @@ pub fn verify(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-* or a hex SHA-256",
         )
     })?;
+    // Signed without x-amz-content-sha256 (old curl): the signature covers
+    // the empty payload's hash, not the body, so the body is unsigned.
+    let payload = if !presigned && head.header("x-amz-content-sha256").is_none() {
+        PayloadHash::Unsigned
+    } else {
+        payload
+    };
     let mut canonical = Vec::with_capacity(512);
     canonical_request(head, claim.signed_headers, claim.payload, presigned, &mut canonical)?;
     let scope = format!(
@@ -376,12 +383,11 @@ fn header_claim<'r>(
     if (now - time).abs() > SKEW_SECONDS_MAX {
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
-    let payload = head.header_str("x-amz-content-sha256").ok_or_else(|| {
-        invalid(
-            S3ErrorCode::InvalidRequest,
-            "Missing required header for this request: x-amz-content-sha256",
-        )
-    })?;
+    // AWS requires x-amz-content-sha256; curl before 8.x does not send it
+    // and signs the empty payload's hash instead. We accept that (the body
+    // is then unsigned, as with UNSIGNED-PAYLOAD) so the README's `curl
+    // --aws-sigv4` works on every curl; see `verify`.
+    let payload = head.header_str("x-amz-content-sha256").unwrap_or(EMPTY_SHA256);
     claim(
         credential,
         amz_date,

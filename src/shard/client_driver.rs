@@ -220,6 +220,13 @@ impl ClientDriver {
         self.reply(handle).await
     }
 
+    /// Send a read now (several may be in flight); `replied` waits for it.
+    pub fn read_start(&self, group: u32, request: Request) -> Result<Handle, ClientError> {
+        let handle = self.client.borrow_mut().read(group, request);
+        self.flush();
+        handle
+    }
+
     /// Start writing one chunk to every replica of `group` (sent at once:
     /// several may be in flight); `chunk_written` waits for its quorum.
     pub fn chunk_write_start(

@@ -60,6 +60,12 @@ pub struct ShardParams {
     pub shutdown: Arc<AtomicBool>,
     /// How long a clean shutdown may wait for in-flight writes.
     pub shutdown_wait: Duration,
+    /// Every node's base address (the object client of the S3 front end
+    /// talks to every group) and the number of groups.
+    pub peer_bases: Vec<SocketAddr>,
+    pub group_count: u32,
+    /// The S3 front end of this shard, if the node serves one.
+    pub http: Option<(SocketAddr, super::s3::S3Config)>,
 }
 
 /// Client ids remembered for routing replies (bounded; a forgotten client
@@ -134,6 +140,9 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
             })
         })
         .collect();
+    if let Some((addr, config)) = &params.http {
+        front_end_start(&params, *addr, config.clone(), &log)?;
+    }
     let mut shard = Shard {
         service: ChunkService::new(params.service),
         chunk_driver: files.driver(params.tick),
@@ -156,6 +165,35 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
     let result = shard.event_loop().await;
     shard.params.status.up.store(0, Ordering::Relaxed);
     result
+}
+
+/// Start this shard's S3 front end: its own object client (sessions and
+/// links to every group, this node's replicas read first) and listener.
+fn front_end_start(
+    params: &ShardParams,
+    addr: SocketAddr,
+    config: super::s3::S3Config,
+    log: &Log,
+) -> Result<(), String> {
+    use super::client_driver::{replica_addrs, ClientDriver, DriverOptions};
+    let replica_count = params.peer_bases.len() as u8;
+    let mut client = crate::client::ClientConfig::production(params.cluster, replica_count, params.group_count);
+    client.message_size_max = params.vsr.message_size_max as usize;
+    let options = DriverOptions {
+        inline_size_max: config.inline_size_max,
+        chunk_size: config.chunk_size,
+        preferred_replica: params.node,
+    };
+    let seed = u128::from(seed_from_os()) << 64 | u128::from(seed_from_os());
+    let driver = ClientDriver::start(
+        client,
+        replica_addrs(&params.peer_bases, params.group_count),
+        params.transport,
+        seed,
+        options,
+    );
+    let context = super::s3::S3Context::new(driver, config, *log);
+    super::s3::serve(addr, context)
 }
 
 /// Bind the replica address and accept. glommio binds with SO_REUSEPORT,

@@ -1,0 +1,262 @@
+//! One HTTP/1.1 connection of the S3 front end: a bounded read buffer,
+//! request heads (parsed by `http::request` from an owned copy, so the body
+//! can be read into the same buffer), request bodies through the framing
+//! and aws-chunked decoders, and response writes.
+//!
+//! Limits: the head is at most `http::request::HEAD_BYTES_MAX`; a read or a
+//! write that makes no progress for `idle` closes the connection (slow
+//! clients cannot hold a shard's memory forever).
+
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use sha2::{Digest, Sha256};
+
+use crate::http::aws_chunked::AwsChunkedDecoder;
+use crate::http::error::{S3Error, S3ErrorCode};
+use crate::http::request::{parse_head, BodyFraming, ChunkedDecoder, HttpError, Limits};
+
+/// The read buffer: a head fits, and body reads are this large at most.
+pub const READ_BUFFER_BYTES: usize = 256 << 10;
+
+pub struct HttpConn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    pub requests: u64,
+}
+
+/// Why no request head came.
+pub enum HeadEnd {
+    /// The client closed (or went idle) between requests: not an error.
+    Closed,
+    /// Bytes that are not a request: answer this and close.
+    Bad(HttpError),
+}
+
+impl HttpConn {
+    pub fn new(stream: TcpStream, idle: Duration) -> HttpConn {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(idle));
+        let _ = stream.set_write_timeout(Some(idle));
+        HttpConn { stream, buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0, requests: 0 }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Read more bytes (compacting first); Ok(0) at end of stream.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buffer.len() {
+            return Err(std::io::ErrorKind::OutOfMemory.into());
+        }
+        let end = self.end;
+        let read = self.stream.read(&mut self.buffer[end..]).await?;
+        self.end += read;
+        Ok(read)
+    }
+
+    /// The next request head as owned bytes (parse it again from them).
+    pub async fn read_head(&mut self, limits: &Limits) -> Result<Vec<u8>, HeadEnd> {
+        loop {
+            match parse_head(self.buffered(), limits) {
+                Ok(Some(head)) => {
+                    let length = head.head_len;
+                    let bytes = self.buffered()[..length].to_vec();
+                    self.start += length;
+                    return Ok(bytes);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(HeadEnd::Bad(error)),
+            }
+            if self.end - self.start >= limits.head_bytes_max {
+                return Err(HeadEnd::Bad(HttpError::HeadTooLarge));
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) if self.start == self.end => return Err(HeadEnd::Closed),
+                Ok(0) | Err(_) => return Err(HeadEnd::Bad(HttpError::Malformed("truncated head"))),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush().await
+    }
+}
+
+/// A request body: transport framing, then aws-chunked if the payload is,
+/// with the payload SHA-256 checked when the client signed one.
+pub struct Body {
+    framing: Framing,
+    aws: Option<AwsChunkedDecoder>,
+    sha256: Option<(Sha256, [u8; 32])>,
+    done: bool,
+    /// `finish` ran (it runs once, when the body ends).
+    checked: bool,
+    pub bytes: u64,
+}
+
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+impl Body {
+    pub fn new(
+        framing: BodyFraming,
+        aws: Option<AwsChunkedDecoder>,
+        sha256: Option<[u8; 32]>,
+        bytes_max: u64,
+    ) -> Result<Body, S3Error> {
+        let framing = match framing {
+            BodyFraming::Empty => Framing::Empty,
+            BodyFraming::Length(length) => Framing::Length(length),
+            BodyFraming::Chunked if aws.is_some() => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    "aws-chunked inside Transfer-Encoding: chunked is not supported; send a \
+                     Content-Length",
+                ))
+            }
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new(bytes_max)),
+        };
+        let done = matches!(framing, Framing::Empty | Framing::Length(0));
+        let sha256 = sha256.map(|s| (Sha256::new(), s));
+        Ok(Body { framing, aws, sha256, done, checked: false, bytes: 0 })
+    }
+
+    /// Whether every body byte was read and checked (the connection may be
+    /// reused).
+    pub fn finished(&self) -> bool {
+        self.done && self.checked
+    }
+
+    pub fn trailers(&self) -> &[(String, String)] {
+        self.aws.as_ref().map(|a| a.trailers()).unwrap_or(&[])
+    }
+
+    /// Append up to `max` payload bytes to `out`; Ok(0) once the body ended
+    /// (checked: aws-chunked lengths and signatures, payload SHA-256).
+    pub async fn read(
+        &mut self,
+        conn: &mut HttpConn,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<usize, S3Error> {
+        assert!(max > 0);
+        loop {
+            if self.done {
+                if !self.checked {
+                    self.checked = true;
+                    self.finish()?;
+                }
+                return Ok(0);
+            }
+            if conn.start == conn.end {
+                match conn.fill().await {
+                    Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+                    Ok(_) => {}
+                }
+            }
+            let produced = self.step(conn, out, max)?;
+            if produced > 0 {
+                self.bytes += produced as u64;
+                if let Some((hasher, _)) = &mut self.sha256 {
+                    hasher.update(&out[out.len() - produced..]);
+                }
+                return Ok(produced);
+            }
+        }
+    }
+
+    /// Decode what the buffer holds; returns the payload bytes appended.
+    fn step(&mut self, conn: &mut HttpConn, out: &mut Vec<u8>, max: usize) -> Result<usize, S3Error> {
+        let available = conn.buffered();
+        let before = out.len();
+        let consumed = match &mut self.framing {
+            Framing::Empty => {
+                // Only an aws-chunked body can get here (it needs a length).
+                return Err(S3Error::new(S3ErrorCode::MissingContentLength));
+            }
+            Framing::Length(remaining) => {
+                let take = available.len().min(*remaining as usize).min(max);
+                let input = &available[..take];
+                let consumed = match &mut self.aws {
+                    Some(aws) => {
+                        let decoded = aws.decode(input)?;
+                        out.extend_from_slice(decoded.data);
+                        decoded.consumed
+                    }
+                    None => {
+                        out.extend_from_slice(input);
+                        take
+                    }
+                };
+                *remaining -= consumed as u64;
+                if *remaining == 0 {
+                    self.done = true;
+                }
+                consumed
+            }
+            Framing::Chunked(decoder) => {
+                let input = &available[..available.len().min(max)];
+                let decoded = decoder.decode(input)?;
+                out.extend_from_slice(decoded.data);
+                if decoded.done {
+                    self.done = true;
+                }
+                decoded.consumed
+            }
+        };
+        conn.start += consumed;
+        Ok(out.len() - before)
+    }
+
+    /// Check the ended body: aws-chunked length, signatures and trailers,
+    /// and the signed payload SHA-256 (the last read reports its error).
+    fn finish(&mut self) -> Result<(), S3Error> {
+        if let Some(aws) = &self.aws {
+            aws.finish()?;
+        }
+        if let Some((hasher, expected)) = self.sha256.take() {
+            let digest: [u8; 32] = hasher.finalize().into();
+            if digest != expected {
+                return Err(S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and drop the rest of the body (small bodies of failed requests,
+    /// so the connection can be reused); false if it is too large to skip.
+    pub async fn skip(&mut self, conn: &mut HttpConn, bytes_max: u64) -> bool {
+        let mut sink = Vec::with_capacity(64 << 10);
+        let mut skipped = 0u64;
+        while !self.finished() {
+            sink.clear();
+            match self.read(conn, &mut sink, 64 << 10).await {
+                Ok(0) => break,
+                Ok(read) => skipped += read as u64,
+                Err(_) => return false,
+            }
+            if skipped > bytes_max {
+                return false;
+            }
+        }
+        self.finished()
+    }
+}
