@@ -111,6 +111,8 @@ fn model_valid(request: &Request) -> bool {
                         && model_valid(request)
                 })
         }
+        // Not generated for the model (multipart_* tests below cover them).
+        Request::CompleteMultipart { .. } | Request::AbortMultipart { .. } => false,
         Request::ListBuckets => true,
         Request::HeadObject { key, .. } => key_valid(key),
         Request::ListObjects { prefix, start_after, .. } => {
@@ -193,6 +195,7 @@ impl Model {
             PutCondition::None => true,
             PutCondition::IfMatch(etag) => existing_etag == Some(etag),
             PutCondition::IfNoneMatchStar => existing_etag.is_none(),
+            PutCondition::KeyExists(other) => self.objects.contains_key(&(key.0, other)),
         };
         if !holds {
             return Reply::PreconditionFailed;
@@ -1180,6 +1183,8 @@ fn operation_classes() {
         Operation::PutObject,
         Operation::DeleteObject,
         Operation::Batch,
+        Operation::CompleteMultipart,
+        Operation::AbortMultipart,
     ];
     for operation in Operation::ALL {
         assert_eq!(operation.read_only(), !writes.contains(&operation), "{operation:?}");
@@ -1428,4 +1433,128 @@ fn limit_objects_bytes_max() {
     // A snapshot over the budget of the restoring store is refused.
     let tight = ObjectStoreLimits { objects_bytes_max: one - 2, ..LIMITS_SMALL };
     assert!(ObjectStore::new(tight).restore(&snapshot).is_err());
+}
+
+
+// ---------------------------------------------------------------------------
+// Multipart uploads.
+
+mod multipart {
+    use super::*;
+    use toasty::vsr::state_machine::{
+        upload_marker_key, upload_part_key, ChunkRef, UPLOADS_NAMESPACE_BIT,
+    };
+
+    const LIMITS: ObjectStoreLimits = ObjectStoreLimits {
+        buckets_max: 4,
+        objects_max: 64,
+        key_size_max: 1024,
+        user_metadata_size_max: 64,
+        chunks_per_object_max: 8,
+        inline_size_max: 1024,
+        objects_bytes_max: usize::MAX,
+    };
+    const BUCKET: u64 = 7;
+    const UPLOADS: u64 = BUCKET | UPLOADS_NAMESPACE_BIT;
+
+    fn chunk(id: u8, length: u32) -> ChunkRef {
+        ChunkRef { id: [id; 16], length, crc32c: u32::from(id) }
+    }
+
+    fn put(store: &mut ObjectStore, op: u64, bucket_id: u64, key: Vec<u8>, condition: PutCondition, meta: ObjectMeta) -> Reply {
+        commit(store, op, &Request::PutObject { bucket_id, key, condition, object: meta })
+    }
+
+    fn part_meta(chunks: Vec<ChunkRef>, etag: &[u8]) -> ObjectMeta {
+        let size = chunks.iter().map(|c| u64::from(c.length)).sum();
+        ObjectMeta { size, etag: etag.to_vec(), chunks, ..ObjectMeta::default() }
+    }
+
+    /// An upload with parts 1 (5 MiB, two chunks) and 2 (1 byte).
+    fn upload(store: &mut ObjectStore) {
+        let marker = ObjectMeta { size: 3, inline_data: b"key".to_vec(), ..ObjectMeta::default() };
+        assert!(matches!(put(store, 1, UPLOADS, upload_marker_key(b"u1"), PutCondition::IfNoneMatchStar, marker), Reply::ObjectPut { .. }));
+        let exists = PutCondition::KeyExists(upload_marker_key(b"u1"));
+        let big = part_meta(vec![chunk(1, 4 << 20), chunk(2, 1 << 20)], b"e1");
+        assert!(matches!(put(store, 2, UPLOADS, upload_part_key(b"u1", 1), exists.clone(), big), Reply::ObjectPut { .. }));
+        let small = part_meta(vec![chunk(3, 1)], b"e2");
+        assert!(matches!(put(store, 3, UPLOADS, upload_part_key(b"u1", 2), exists, small), Reply::ObjectPut { .. }));
+    }
+
+    fn complete(parts: Vec<(u16, &[u8])>) -> Request {
+        Request::CompleteMultipart {
+            bucket_id: BUCKET,
+            key: b"key".to_vec(),
+            upload_id: b"u1".to_vec(),
+            condition: PutCondition::None,
+            parts: parts.into_iter().map(|(n, e)| (n, e.to_vec())).collect(),
+            object: ObjectMeta { etag: b"final-2".to_vec(), ..ObjectMeta::default() },
+        }
+    }
+
+    /// Fails if a complete does not concatenate the parts' chunks in order,
+    /// leaves the upload's records behind, or can be completed twice.
+    #[test]
+    fn complete_assembles_and_removes_the_upload() {
+        let mut store = ObjectStore::new(LIMITS);
+        upload(&mut store);
+        assert_eq!(commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"e2")])), Reply::ObjectPut { version: 4 });
+        let Reply::Object(object) = query(&store, &Request::HeadObject { bucket_id: BUCKET, key: b"key".to_vec() }) else {
+            panic!("the object exists")
+        };
+        assert_eq!(object.meta.chunks, vec![chunk(1, 4 << 20), chunk(2, 1 << 20), chunk(3, 1)]);
+        assert_eq!(object.meta.size, (5 << 20) + 1);
+        assert_eq!(object.meta.etag, b"final-2".to_vec());
+        assert_eq!(store.object_count(), 1, "marker and parts are gone");
+        assert_eq!(commit(&mut store, 5, &complete(vec![(1, b"e1"), (2, b"e2")])), Reply::NoSuchUpload);
+    }
+
+    /// Fails if a wrong ETag, a missing part or a small middle part is
+    /// accepted, or if a failed complete consumes the upload.
+    #[test]
+    fn complete_rejects_bad_parts_and_keeps_the_upload() {
+        let mut store = ObjectStore::new(LIMITS);
+        upload(&mut store);
+        assert_eq!(commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"xx")])), Reply::InvalidPart { index: 1 });
+        assert_eq!(commit(&mut store, 5, &complete(vec![(1, b"e1"), (3, b"e2")])), Reply::InvalidPart { index: 1 });
+        assert_eq!(commit(&mut store, 6, &complete(vec![(2, b"e2"), (3, b"e2")])), Reply::EntityTooSmall { index: 0 });
+        assert_eq!(store.object_count(), 3, "the upload is intact");
+        assert_eq!(commit(&mut store, 7, &complete(vec![(1, b"e1")])), Reply::ObjectPut { version: 7 });
+        assert_eq!(store.object_count(), 1, "unlisted parts are removed too");
+    }
+
+    /// Fails if a part can be stored without its upload, or abort leaves
+    /// records behind or succeeds twice.
+    #[test]
+    fn parts_need_their_upload_and_abort_removes_it() {
+        let mut store = ObjectStore::new(LIMITS);
+        let exists = PutCondition::KeyExists(upload_marker_key(b"u9"));
+        let part = part_meta(vec![chunk(1, 10)], b"e");
+        let mut scratch = ObjectStore::new(LIMITS);
+        assert_eq!(put(&mut scratch, 1, UPLOADS, upload_part_key(b"u9", 1), exists, part), Reply::PreconditionFailed);
+        upload(&mut store);
+        let abort = Request::AbortMultipart { bucket_id: BUCKET, upload_id: b"u1".to_vec() };
+        assert_eq!(commit(&mut store, 4, &abort), Reply::ObjectDeleted { existed: true });
+        assert_eq!(store.object_count(), 0);
+        assert_eq!(store.objects_bytes(), 0);
+        assert_eq!(commit(&mut store, 5, &abort), Reply::NoSuchUpload);
+    }
+
+    /// Fails if the new operations do not survive encode → decode.
+    #[test]
+    fn codec_roundtrip() {
+        for request in [complete(vec![(1, b"e1"), (10_000, b"e")]), Request::AbortMultipart { bucket_id: 1, upload_id: b"x".to_vec() }] {
+            let mut body = Vec::new();
+            let operation = request.encode(&mut body);
+            assert_eq!(Request::decode(operation, &body), Ok(request.clone()));
+            assert_eq!(request.validate(), Ok(()));
+        }
+        for reply in [Reply::NoSuchUpload, Reply::InvalidPart { index: 9 }, Reply::EntityTooSmall { index: 3 }] {
+            let mut body = Vec::new();
+            reply.encode(&mut body);
+            assert_eq!(Reply::decode(&body), Ok(reply));
+        }
+        assert!(complete(vec![(2, b"a"), (1, b"b")]).validate().is_err(), "descending parts");
+        assert!(complete(vec![]).validate().is_err(), "no parts");
+    }
 }

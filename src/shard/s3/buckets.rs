@@ -114,6 +114,13 @@ pub(super) async fn delete(context: &S3Context, conn: &mut HttpConn, bucket: &st
     if bucket_has_objects(context, bucket_id).await? {
         return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
     }
+    // Deleting the bucket would strand their parts' chunks forever.
+    if super::multipart::uploads_exist(context, bucket_id).await? {
+        return Err(S3Error::with_message(
+            S3ErrorCode::BucketNotEmpty,
+            "the bucket has multipart uploads in progress: complete or abort them first",
+        ));
+    }
     let request = Request::DeleteBucket { name: bucket.as_bytes().to_vec() };
     let reply = context.driver.write(0, request).await.map_err(client_error)?;
     context.bucket_forget(bucket);

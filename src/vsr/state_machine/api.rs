@@ -44,6 +44,11 @@ pub enum Operation {
     /// Up to [`BATCH_COUNT_MAX`] object writes in one request, one prepare
     /// and one WAL write (the object client's batching; see ARCHITECTURE.md).
     Batch = 20,
+    /// Assemble an object from the parts of a multipart upload, atomically
+    /// (the parts and the upload's marker are removed by the same commit).
+    CompleteMultipart = 21,
+    /// Remove a multipart upload's marker and parts.
+    AbortMultipart = 22,
     HeadBucket = 32,
     ListBuckets = 33,
     HeadObject = 34,
@@ -54,12 +59,14 @@ const _: () =
     assert!(Operation::CreateBucket as u8 >= crate::vsr::message::OPERATION_STATE_MACHINE_MIN);
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 11] = [
         Operation::CreateBucket,
         Operation::DeleteBucket,
         Operation::PutObject,
         Operation::DeleteObject,
         Operation::Batch,
+        Operation::CompleteMultipart,
+        Operation::AbortMultipart,
         Operation::HeadBucket,
         Operation::ListBuckets,
         Operation::HeadObject,
@@ -76,7 +83,9 @@ impl Operation {
             | Operation::DeleteBucket
             | Operation::PutObject
             | Operation::DeleteObject
-            | Operation::Batch => false,
+            | Operation::Batch
+            | Operation::CompleteMultipart
+            | Operation::AbortMultipart => false,
             Operation::HeadBucket
             | Operation::ListBuckets
             | Operation::HeadObject
@@ -129,6 +138,34 @@ pub enum PutCondition {
     IfMatch(Vec<u8>),
     /// S3 `If-None-Match: *`: the key must not exist.
     IfNoneMatchStar,
+    /// Another key of the same bucket id must exist (a multipart part is
+    /// stored only while its upload's marker is).
+    KeyExists(Vec<u8>),
+}
+
+/// Multipart uploads live in a bucket id space of their own, so they never
+/// show in listings: bucket id `b | UPLOADS_NAMESPACE_BIT` holds, per
+/// upload, a marker `U<upload id>` (inline data = the object key; its
+/// content type and metadata are the object's) and parts
+/// `P<upload id><part number, 5 digits>`. Bucket ids are ops, far below.
+pub const UPLOADS_NAMESPACE_BIT: u64 = 1 << 63;
+/// S3's minimum size of every part but the last.
+pub const MULTIPART_PART_SIZE_MIN: u64 = 5 << 20;
+/// S3's part numbers.
+pub const MULTIPART_PART_NUMBER_MAX: u16 = 10_000;
+pub const UPLOAD_ID_SIZE_MAX: usize = 64;
+
+pub fn upload_marker_key(upload_id: &[u8]) -> Vec<u8> {
+    [b"U", upload_id].concat()
+}
+
+pub fn upload_part_key(upload_id: &[u8], part_number: u16) -> Vec<u8> {
+    [b"P", upload_id, format!("{part_number:05}").as_bytes()].concat()
+}
+
+/// The prefix every part key of an upload starts with.
+pub fn upload_parts_prefix(upload_id: &[u8]) -> Vec<u8> {
+    [b"P", upload_id].concat()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +197,22 @@ pub enum Request {
     /// Object writes executed in order by one commit, each with its own
     /// reply (conditions see the writes before them in the batch).
     Batch(Vec<Request>),
+    /// The object `key` from the listed parts (ascending part numbers,
+    /// each with the ETag the client was given). `object` carries the
+    /// final metadata (ETag, content type, ...) without data: its data is
+    /// the parts' chunks in order.
+    CompleteMultipart {
+        bucket_id: u64,
+        key: Vec<u8>,
+        upload_id: Vec<u8>,
+        condition: PutCondition,
+        parts: Vec<(u16, Vec<u8>)>,
+        object: ObjectMeta,
+    },
+    AbortMultipart {
+        bucket_id: u64,
+        upload_id: Vec<u8>,
+    },
     HeadBucket {
         name: Vec<u8>,
     },
@@ -258,6 +311,16 @@ pub enum Reply {
     /// The body did not decode, failed validation, or named an operation
     /// of the other class (a write sent to `query` or a read to `commit`).
     BadRequest,
+    /// No such multipart upload (never created, completed or aborted).
+    NoSuchUpload,
+    /// The part at `index` of a complete is missing or has another ETag.
+    InvalidPart {
+        index: u32,
+    },
+    /// The part at `index` (not the last) is under 5 MiB.
+    EntityTooSmall {
+        index: u32,
+    },
 }
 
 pub(crate) fn bucket_name_validate(name: &[u8]) -> Result<(), &'static str> {
@@ -276,6 +339,13 @@ pub(crate) fn key_validate(key: &[u8]) -> Result<(), &'static str> {
     }
     if key.len() > KEY_SIZE_MAX {
         return Err("key longer than KEY_SIZE_MAX");
+    }
+    Ok(())
+}
+
+fn upload_id_validate(upload_id: &[u8]) -> Result<(), &'static str> {
+    if upload_id.is_empty() || upload_id.len() > UPLOAD_ID_SIZE_MAX {
+        return Err("upload id empty or longer than UPLOAD_ID_SIZE_MAX");
     }
     Ok(())
 }
@@ -435,6 +505,18 @@ impl PutCondition {
                 put_bytes(out, etag);
             }
             PutCondition::IfNoneMatchStar => put_u8(out, 2),
+            PutCondition::KeyExists(key) => {
+                put_u8(out, 3);
+                put_bytes(out, key);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), &'static str> {
+        match self {
+            PutCondition::None | PutCondition::IfNoneMatchStar => Ok(()),
+            PutCondition::IfMatch(etag) => etag_validate(etag),
+            PutCondition::KeyExists(key) => key_validate(key),
         }
     }
 
@@ -443,6 +525,7 @@ impl PutCondition {
             0 => Ok(PutCondition::None),
             1 => Ok(PutCondition::IfMatch(decoder.bytes()?)),
             2 => Ok(PutCondition::IfNoneMatchStar),
+            3 => Ok(PutCondition::KeyExists(decoder.bytes()?)),
             _ => Err(DecodeError("unknown put condition")),
         }
     }
@@ -476,6 +559,8 @@ impl Request {
             Request::PutObject { .. } => Operation::PutObject,
             Request::DeleteObject { .. } => Operation::DeleteObject,
             Request::Batch(_) => Operation::Batch,
+            Request::CompleteMultipart { .. } => Operation::CompleteMultipart,
+            Request::AbortMultipart { .. } => Operation::AbortMultipart,
             Request::HeadBucket { .. } => Operation::HeadBucket,
             Request::ListBuckets => Operation::ListBuckets,
             Request::HeadObject { .. } => Operation::HeadObject,
@@ -509,6 +594,22 @@ impl Request {
                     put_u8(body, operation);
                     put_bytes(body, &sub);
                 }
+            }
+            Request::CompleteMultipart { bucket_id, key, upload_id, condition, parts, object } => {
+                put_u64(body, *bucket_id);
+                put_bytes(body, key);
+                put_bytes(body, upload_id);
+                condition.encode(body);
+                put_count(body, parts.len());
+                for (number, etag) in parts {
+                    put_u32(body, u32::from(*number));
+                    put_bytes(body, etag);
+                }
+                object.encode(body);
+            }
+            Request::AbortMultipart { bucket_id, upload_id } => {
+                put_u64(body, *bucket_id);
+                put_bytes(body, upload_id);
             }
             Request::ListBuckets => {}
             Request::HeadObject { bucket_id, key } => {
@@ -558,6 +659,23 @@ impl Request {
                 }
                 Request::Batch(requests)
             }
+            Operation::CompleteMultipart => {
+                let bucket_id = d.u64()?;
+                let key = d.bytes()?;
+                let upload_id = d.bytes()?;
+                let condition = PutCondition::decode(d)?;
+                let count = d.count(4 + PREFIX_SIZE)?;
+                let mut parts = Vec::with_capacity(count.min(MULTIPART_PART_NUMBER_MAX as usize));
+                for _ in 0..count {
+                    let number = u16::try_from(d.u32()?).map_err(|_| DecodeError("part number"))?;
+                    parts.push((number, d.bytes()?));
+                }
+                let object = ObjectMeta::decode(d)?;
+                Request::CompleteMultipart { bucket_id, key, upload_id, condition, parts, object }
+            }
+            Operation::AbortMultipart => {
+                Request::AbortMultipart { bucket_id: d.u64()?, upload_id: d.bytes()? }
+            }
             Operation::ListBuckets => Request::ListBuckets,
             Operation::HeadObject => Request::HeadObject { bucket_id: d.u64()?, key: d.bytes()? },
             Operation::ListObjects => Request::ListObjects {
@@ -579,11 +697,29 @@ impl Request {
             | Request::HeadBucket { name } => bucket_name_validate(name),
             Request::PutObject { key, condition, object, .. } => {
                 key_validate(key)?;
-                if let PutCondition::IfMatch(etag) = condition {
-                    etag_validate(etag)?;
+                condition.validate()?;
+                object.validate()
+            }
+            Request::CompleteMultipart { key, upload_id, condition, parts, object, .. } => {
+                key_validate(key)?;
+                upload_id_validate(upload_id)?;
+                condition.validate()?;
+                if parts.is_empty() {
+                    return Err("complete without parts");
+                }
+                if !parts.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+                    return Err("part numbers not strictly ascending");
+                }
+                if parts.iter().any(|(n, _)| *n == 0 || *n > MULTIPART_PART_NUMBER_MAX) {
+                    return Err("part number outside 1..=10000");
+                }
+                parts.iter().try_for_each(|(_, etag)| etag_validate(etag))?;
+                if !object.chunks.is_empty() || !object.inline_data.is_empty() || object.size != 0 {
+                    return Err("complete carries data of its own");
                 }
                 object.validate()
             }
+            Request::AbortMultipart { upload_id, .. } => upload_id_validate(upload_id),
             Request::DeleteObject { key, condition, .. } => {
                 key_validate(key)?;
                 match condition {
@@ -634,6 +770,9 @@ const REPLY_OBJECTS: u8 = 13;
 const REPLY_LIMIT_EXCEEDED: u8 = 14;
 const REPLY_BAD_REQUEST: u8 = 15;
 const REPLY_BATCH: u8 = 16;
+const REPLY_NO_SUCH_UPLOAD: u8 = 17;
+const REPLY_INVALID_PART: u8 = 18;
+const REPLY_ENTITY_TOO_SMALL: u8 = 19;
 
 /// Encoded size of a [`BucketEntry`] without its name bytes.
 pub const BUCKET_ENTRY_SIZE_FIXED: usize = PREFIX_SIZE + 8 + 8;
@@ -659,6 +798,9 @@ impl Reply {
             Reply::LimitExceeded(_) => REPLY_LIMIT_EXCEEDED,
             Reply::BadRequest => REPLY_BAD_REQUEST,
             Reply::Batch(_) => REPLY_BATCH,
+            Reply::NoSuchUpload => REPLY_NO_SUCH_UPLOAD,
+            Reply::InvalidPart { .. } => REPLY_INVALID_PART,
+            Reply::EntityTooSmall { .. } => REPLY_ENTITY_TOO_SMALL,
         }
     }
 
@@ -699,13 +841,15 @@ impl Reply {
                     put_bytes(out, &sub);
                 }
             }
+            Reply::InvalidPart { index } | Reply::EntityTooSmall { index } => put_u32(out, *index),
             Reply::BucketAlreadyExists
             | Reply::BucketDeleted
             | Reply::NoSuchBucket
             | Reply::BucketNotEmpty
             | Reply::PreconditionFailed
             | Reply::NoSuchKey
-            | Reply::BadRequest => {}
+            | Reply::BadRequest
+            | Reply::NoSuchUpload => {}
         }
     }
 
@@ -733,6 +877,9 @@ impl Reply {
                 Reply::LimitExceeded(Limit::from_u8(d.u8()?).ok_or(DecodeError("unknown limit"))?)
             }
             REPLY_BAD_REQUEST => Reply::BadRequest,
+            REPLY_NO_SUCH_UPLOAD => Reply::NoSuchUpload,
+            REPLY_INVALID_PART => Reply::InvalidPart { index: d.u32()? },
+            REPLY_ENTITY_TOO_SMALL => Reply::EntityTooSmall { index: d.u32()? },
             REPLY_BATCH => {
                 let count = d.count(PREFIX_SIZE + 1)?;
                 let mut replies = Vec::with_capacity(count.min(BATCH_COUNT_MAX));

@@ -13,9 +13,11 @@ mod object_store;
 mod snapshot;
 
 pub use api::{
-    BucketEntry, ChunkRef, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation,
-    PutCondition, Reply, Request, BATCH_COUNT_MAX, BUCKET_NAME_SIZE_MAX, CONTENT_TYPE_SIZE_MAX,
-    ETAG_SIZE_MAX, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
+    upload_marker_key, upload_part_key, upload_parts_prefix, BucketEntry, ChunkRef,
+    DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition, Reply,
+    Request, BATCH_COUNT_MAX, BUCKET_NAME_SIZE_MAX, CONTENT_TYPE_SIZE_MAX, ETAG_SIZE_MAX,
+    KEY_SIZE_MAX, LIST_LIMIT_MAX, MULTIPART_PART_NUMBER_MAX, MULTIPART_PART_SIZE_MIN,
+    UPLOADS_NAMESPACE_BIT, UPLOAD_ID_SIZE_MAX, USER_METADATA_SIZE_MAX,
 };
 pub use codec::DecodeError;
 pub use object_store::{Bucket, ObjectStore, ObjectStoreLimits};

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::api::{
-    BucketEntry, ChunkRef, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
+    upload_marker_key, upload_part_key, upload_parts_prefix, BucketEntry, ChunkRef,
+    MULTIPART_PART_SIZE_MIN, UPLOADS_NAMESPACE_BIT, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
     Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
 };
 use super::StateMachine;
@@ -141,6 +142,12 @@ impl ObjectStore {
             Request::Batch(requests) => Reply::Batch(
                 requests.into_iter().map(|request| self.execute(op, timestamp, request)).collect(),
             ),
+            Request::CompleteMultipart { bucket_id, key, upload_id, condition, parts, object } => {
+                self.multipart_complete(op, timestamp, (bucket_id, key), &upload_id, condition, &parts, object)
+            }
+            Request::AbortMultipart { bucket_id, upload_id } => {
+                self.multipart_abort(bucket_id, &upload_id)
+            }
             Request::HeadBucket { .. }
             | Request::ListBuckets
             | Request::HeadObject { .. }
@@ -194,6 +201,7 @@ impl ObjectStore {
             PutCondition::None => true,
             PutCondition::IfMatch(etag) => existing.is_some_and(|object| object.meta.etag == *etag),
             PutCondition::IfNoneMatchStar => existing.is_none(),
+            PutCondition::KeyExists(other) => self.objects.contains_key(&(key.0, other.clone())),
         };
         if !condition_holds {
             return Reply::PreconditionFailed;
@@ -229,6 +237,75 @@ impl ObjectStore {
         Reply::ObjectDeleted { existed: removed.is_some() }
     }
 
+    /// The object from the listed parts of an upload: every part must exist
+    /// with the ETag listed, and all but the last hold 5 MiB or more. On
+    /// success the marker and every part of the upload (listed or not: the
+    /// unlisted ones' chunks become garbage) are removed in the same commit;
+    /// on failure nothing changes and the upload can be completed again.
+    #[allow(clippy::too_many_arguments)]
+    fn multipart_complete(
+        &mut self,
+        op: u64,
+        timestamp: u64,
+        key: (u64, Vec<u8>),
+        upload_id: &[u8],
+        condition: PutCondition,
+        parts: &[(u16, Vec<u8>)],
+        mut meta: ObjectMeta,
+    ) -> Reply {
+        let uploads = key.0 | UPLOADS_NAMESPACE_BIT;
+        if !self.objects.contains_key(&(uploads, upload_marker_key(upload_id))) {
+            return Reply::NoSuchUpload;
+        }
+        for (index, (number, etag)) in parts.iter().enumerate() {
+            let Some(part) = self.objects.get(&(uploads, upload_part_key(upload_id, *number))) else {
+                return Reply::InvalidPart { index: index as u32 };
+            };
+            if part.meta.etag != *etag {
+                return Reply::InvalidPart { index: index as u32 };
+            }
+            if index + 1 < parts.len() && part.meta.size < MULTIPART_PART_SIZE_MIN {
+                return Reply::EntityTooSmall { index: index as u32 };
+            }
+            if meta.chunks.len() + part.meta.chunks.len() > self.limits.chunks_per_object_max {
+                return Reply::LimitExceeded(Limit::ChunksPerObject);
+            }
+            meta.size += part.meta.size;
+            meta.chunks.extend_from_slice(&part.meta.chunks);
+        }
+        let reply = self.object_put(op, timestamp, key, condition, meta);
+        if matches!(reply, Reply::ObjectPut { .. }) {
+            self.upload_remove(uploads, upload_id);
+        }
+        reply
+    }
+
+    fn multipart_abort(&mut self, bucket_id: u64, upload_id: &[u8]) -> Reply {
+        let uploads = bucket_id | UPLOADS_NAMESPACE_BIT;
+        if !self.objects.contains_key(&(uploads, upload_marker_key(upload_id))) {
+            return Reply::NoSuchUpload;
+        }
+        self.upload_remove(uploads, upload_id);
+        Reply::ObjectDeleted { existed: true }
+    }
+
+    /// Remove an upload's marker and parts.
+    fn upload_remove(&mut self, uploads: u64, upload_id: &[u8]) {
+        let prefix = upload_parts_prefix(upload_id);
+        let mut keys: Vec<Vec<u8>> = self
+            .objects
+            .range((uploads, prefix.clone())..)
+            .take_while(|((id, key), _)| *id == uploads && key.starts_with(&prefix))
+            .map(|((_, key), _)| key.clone())
+            .collect();
+        keys.push(upload_marker_key(upload_id));
+        for key in keys {
+            if let Some(object) = self.objects.remove(&(uploads, key.clone())) {
+                self.objects_bytes -= record_size(&key, &object);
+            }
+        }
+    }
+
     fn read(&self, request: &Request) -> Reply {
         match request {
             Request::HeadBucket { name } => match self.buckets.get(name) {
@@ -258,7 +335,9 @@ impl ObjectStore {
             | Request::DeleteBucket { .. }
             | Request::PutObject { .. }
             | Request::DeleteObject { .. }
-            | Request::Batch(_) => unreachable!("write request in query"),
+            | Request::Batch(_)
+            | Request::CompleteMultipart { .. }
+            | Request::AbortMultipart { .. } => unreachable!("write request in query"),
         }
     }
 
