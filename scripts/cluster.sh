@@ -9,6 +9,11 @@
 #   scripts/cluster.sh logs N   follow node N's log
 #   scripts/cluster.sh wipe     stop and delete all data
 #
+# Every node serves S3 on 127.0.0.1:${TOASTY_S3_PORT:-3000} (the three share the port:
+# SO_REUSEPORT spreads connections over them, and a dead node's share moves
+# to the others). A development key is created on the first start, kept in
+# data/cluster/credentials and printed by `start` and `status`.
+#
 # Settings (environment): TOASTY_CORES (shards per node, default 2),
 # TOASTY_CHUNK_SEGMENTS x TOASTY_SEGMENT_MIB (chunk store per shard, default
 # 16 x 64 MiB), TOASTY_METADATA_MIB (object metadata per group, default 64),
@@ -25,6 +30,7 @@ segment_mib=${TOASTY_SEGMENT_MIB:-64}
 metadata_mib=${TOASTY_METADATA_MIB:-64}
 base=${TOASTY_BASE_PORT:-4000}
 metrics=${TOASTY_METRICS_PORT:-7100}
+s3_port=${TOASTY_S3_PORT:-3000}
 nodes=3
 bin=${TOASTY_BIN:-$root/target/release}
 peers=$(for i in $(seq 0 $((nodes - 1))); do printf '127.0.0.1:%d,' $((base + 100 * i)); done)
@@ -39,6 +45,29 @@ pid_of() { # node -> pid if running
     echo "$pid"
 }
 
+# The development key: created once, then reused (data survives restarts).
+credentials() {
+    local file="$dir/credentials"
+    if [ ! -f "$file" ]; then
+        mkdir -p "$dir"
+        local access secret
+        access="toasty-dev-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        secret=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+        (umask 077 && printf 'TOASTY_ACCESS_KEY=%s\nTOASTY_SECRET_KEY=%s\n' "$access" "$secret" >"$file")
+    fi
+    # shellcheck disable=SC1090
+    . "$file"
+    export TOASTY_ACCESS_KEY TOASTY_SECRET_KEY
+}
+
+print_endpoint() {
+    credentials
+    echo "S3 endpoint: http://127.0.0.1:$s3_port   (region us-east-1, path-style)"
+    echo "  export AWS_ACCESS_KEY_ID=$TOASTY_ACCESS_KEY"
+    echo "  export AWS_SECRET_ACCESS_KEY=$TOASTY_SECRET_KEY"
+    echo "  export AWS_DEFAULT_REGION=us-east-1"
+}
+
 start_node() {
     local i=$1
     if pid=$(pid_of "$i"); then
@@ -49,6 +78,7 @@ start_node() {
     "$bin/toasty-server" --node "$i" --peers "$peers" --cores "$cores" --cpus unpinned \
         --data "$dir/node-$i" --metrics "127.0.0.1:$((metrics + i))" \
         --chunk-segments "$segments" --segment-mib "$segment_mib" --metadata-mib "$metadata_mib" \
+        --http "127.0.0.1:$s3_port" \
         ${TOASTY_SERVER_ARGS:-} >>"$dir/node-$i.log" 2>&1 &
     echo $! >"$dir/node-$i.pid"
     echo "node $i started (pid $!), log $dir/node-$i.log"
@@ -60,6 +90,7 @@ start)
         echo "building (cargo build --release)..."
         cargo build --release --bin toasty-server --bin toasty-client
     fi
+    credentials
     for i in $(seq 0 $((nodes - 1))); do start_node "$i"; done
     echo "waiting until every group answers (first start formats the data files)..."
     if ! "$bin/toasty-client" --peers "$peers" --cores "$cores" wait --seconds 120; then
@@ -68,8 +99,10 @@ start)
     fi
     echo "replica ports: $peers (node i, shard k: port + k)"
     echo "status: scripts/cluster.sh status; metrics: http://127.0.0.1:$metrics/metrics"
+    print_endpoint
     ;;
 status)
+    print_endpoint
     for i in $(seq 0 $((nodes - 1))); do
         if pid=$(pid_of "$i"); then
             json=$(curl -s --max-time 2 "http://127.0.0.1:$((metrics + i))/status" || true)
@@ -121,7 +154,7 @@ wipe)
     echo "removed $dir"
     ;;
 *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
