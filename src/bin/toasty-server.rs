@@ -122,6 +122,11 @@ struct Cli {
     /// Virtual-hosted-style domain (`bucket.DOMAIN`); path style always works.
     #[arg(long)]
     domain: Option<String>,
+    /// Serve HTTPS: a PEM certificate chain and its private key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -335,6 +340,10 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         }
         _ => return Err("give both --access-key and --secret-key".to_string()),
     }
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(toasty::shard::s3::tls::server_config(cert, key)?),
+        _ => None,
+    };
     Ok(Some(S3Config {
         credentials,
         region: cli.region.clone(),
@@ -349,6 +358,7 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         connections_max: 4096,
         put_bytes_in_flight_max: 256 << 20,
         get_chunks_ahead: 3,
+        tls,
     }))
 }
 

@@ -20,8 +20,44 @@ use crate::http::request::{parse_head, BodyFraming, ChunkedDecoder, HttpError, L
 /// The read buffer: a head fits, and body reads are this large at most.
 pub const READ_BUFFER_BYTES: usize = 256 << 10;
 
+/// A connection's byte stream: plain TCP or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<super::tls::TlsStream>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.tcp(),
+        }
+    }
+
+    async fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(out).await,
+            Stream::Tls(tls) => tls.read(out).await,
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.write_all(data).await,
+            Stream::Tls(tls) => tls.write_all(data).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush().await,
+            Stream::Tls(tls) => tls.flush().await,
+        }
+    }
+}
+
 pub struct HttpConn {
-    stream: TcpStream,
+    stream: Stream,
     buffer: Vec<u8>,
     start: usize,
     end: usize,
@@ -37,10 +73,11 @@ pub enum HeadEnd {
 }
 
 impl HttpConn {
-    pub fn new(stream: TcpStream, idle: Duration) -> HttpConn {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(idle));
-        let _ = stream.set_write_timeout(Some(idle));
+    pub fn new(stream: Stream, idle: Duration) -> HttpConn {
+        let tcp = stream.tcp();
+        let _ = tcp.set_nodelay(true);
+        let _ = tcp.set_read_timeout(Some(idle));
+        let _ = tcp.set_write_timeout(Some(idle));
         HttpConn { stream, buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0, requests: 0 }
     }
 
@@ -106,6 +143,11 @@ pub struct Body {
     done: bool,
     /// `finish` ran (it runs once, when the body ends).
     checked: bool,
+    /// Transfer-decoded bytes the aws-chunked decoder has not taken yet
+    /// (chunked transfer coding around aws-chunked only).
+    staging: Vec<u8>,
+    staging_start: usize,
+    outer_done: bool,
     pub bytes: u64,
 }
 
@@ -125,18 +167,23 @@ impl Body {
         let framing = match framing {
             BodyFraming::Empty => Framing::Empty,
             BodyFraming::Length(length) => Framing::Length(length),
-            BodyFraming::Chunked if aws.is_some() => {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::NotImplemented,
-                    "aws-chunked inside Transfer-Encoding: chunked is not supported; send a \
-                     Content-Length",
-                ))
-            }
-            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new(bytes_max)),
+            // aws-chunked inside chunked transfer coding (what botocore
+            // sends over TLS): two decoders, through `staging`.
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new(bytes_max.saturating_mul(2))),
         };
         let done = matches!(framing, Framing::Empty | Framing::Length(0));
         let sha256 = sha256.map(|s| (Sha256::new(), s));
-        Ok(Body { framing, aws, sha256, done, checked: false, bytes: 0 })
+        Ok(Body {
+            framing,
+            aws,
+            sha256,
+            done,
+            checked: false,
+            staging: Vec::new(),
+            staging_start: 0,
+            outer_done: false,
+            bytes: 0,
+        })
     }
 
     /// Whether every body byte was read and checked (the connection may be
@@ -166,13 +213,15 @@ impl Body {
                 }
                 return Ok(0);
             }
-            if conn.start == conn.end {
+            let (produced, consumed) = self.step(conn, out, max)?;
+            if produced == 0 && consumed == 0 && !self.done {
+                // Nothing left to decode: the decoders need more bytes.
                 match conn.fill().await {
                     Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
                     Ok(_) => {}
                 }
+                continue;
             }
-            let produced = self.step(conn, out, max)?;
             if produced > 0 {
                 self.bytes += produced as u64;
                 if let Some((hasher, _)) = &mut self.sha256 {
@@ -183,8 +232,17 @@ impl Body {
         }
     }
 
-    /// Decode what the buffer holds; returns the payload bytes appended.
-    fn step(&mut self, conn: &mut HttpConn, out: &mut Vec<u8>, max: usize) -> Result<usize, S3Error> {
+    /// Decode what the buffers hold; returns (payload bytes appended,
+    /// bytes consumed from the connection or staging).
+    fn step(
+        &mut self,
+        conn: &mut HttpConn,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(usize, usize), S3Error> {
+        if let (Framing::Chunked(_), Some(_)) = (&self.framing, &self.aws) {
+            return self.step_nested(conn, out, max);
+        }
         let available = conn.buffered();
         let before = out.len();
         let consumed = match &mut self.framing {
@@ -223,7 +281,42 @@ impl Body {
             }
         };
         conn.start += consumed;
-        Ok(out.len() - before)
+        Ok((out.len() - before, consumed))
+    }
+
+    /// Chunked transfer coding around aws-chunked: transfer-decode into
+    /// `staging`, then aws-chunked-decode out of it.
+    fn step_nested(
+        &mut self,
+        conn: &mut HttpConn,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(usize, usize), S3Error> {
+        let (Framing::Chunked(decoder), Some(aws)) = (&mut self.framing, &mut self.aws) else {
+            unreachable!("nested framing only");
+        };
+        if self.staging_start < self.staging.len() {
+            let input = &self.staging[self.staging_start..];
+            let decoded = aws.decode(&input[..input.len().min(max)])?;
+            out.extend_from_slice(decoded.data);
+            let (produced, consumed) = (decoded.data.len(), decoded.consumed);
+            self.staging_start += consumed;
+            if self.staging_start == self.staging.len() {
+                self.staging.clear();
+                self.staging_start = 0;
+            }
+            return Ok((produced, consumed));
+        }
+        if self.outer_done {
+            self.done = true;
+            return Ok((0, 0));
+        }
+        let decoded = decoder.decode(conn.buffered())?;
+        self.staging.extend_from_slice(decoded.data);
+        let (consumed, done) = (decoded.consumed, decoded.done);
+        conn.start += consumed;
+        self.outer_done = done;
+        Ok((0, consumed.max(usize::from(done))))
     }
 
     /// Check the ended body: aws-chunked length, signatures and trailers,

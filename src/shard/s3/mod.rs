@@ -19,6 +19,7 @@ mod buckets;
 mod conn;
 mod multipart;
 mod objects;
+pub mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub struct S3Config {
     pub put_bytes_in_flight_max: usize,
     /// Chunks read ahead per GET.
     pub get_chunks_ahead: usize,
+    /// Serve HTTPS with this configuration (plain HTTP if `None`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl S3Config {
@@ -200,7 +203,8 @@ pub fn now_unix_secs() -> i64 {
 /// SO_REUSEPORT) and serve them.
 pub fn serve(addr: SocketAddr, context: Rc<S3Context>) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    context.log.info(format!("S3 endpoint on http://{addr}"));
+    let scheme = if context.config.tls.is_some() { "https" } else { "http" };
+    context.log.info(format!("S3 endpoint on {scheme}://{addr}"));
     glommio::spawn_local(async move {
         loop {
             let stream = match listener.accept().await {
@@ -220,6 +224,17 @@ pub fn serve(addr: SocketAddr, context: Rc<S3Context>) -> Result<(), String> {
             context.connections.set(context.connections.get() + 1);
             context.stats.borrow_mut().connections += 1;
             let task_context = context.clone();
+            let stream = match &context.config.tls {
+                None => conn::Stream::Plain(stream),
+                Some(config) => match tls::TlsStream::new(stream, config.clone()) {
+                    Ok(tls) => conn::Stream::Tls(Box::new(tls)),
+                    Err(error) => {
+                        context.log.warn(format!("TLS session: {error}"));
+                        context.connections.set(context.connections.get() - 1);
+                        continue;
+                    }
+                },
+            };
             glommio::spawn_local(async move {
                 let mut conn = HttpConn::new(stream, task_context.config.idle);
                 connection(&task_context, &mut conn).await;
@@ -287,7 +302,7 @@ async fn request(context: &S3Context, conn: &mut HttpConn, head: &RequestHead<'_
     keep_alive &= drained;
     if let Some(error) = error {
         context.stats.borrow_mut().errors += 1;
-        if error.code == S3ErrorCode::InternalError {
+        if error.code == S3ErrorCode::InternalError || std::env::var_os("TOASTY_LOG_ERRORS").is_some() {
             context.log.warn(format!("{} {}: {}", head.method.as_str(), resource, error.message));
         }
         let sent = send_error(conn, &error, &resource, &request_id, head_request, keep_alive).await;
