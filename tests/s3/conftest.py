@@ -6,10 +6,11 @@ The suite talks to whatever endpoint the environment names:
     AWS_ACCESS_KEY_ID      required
     AWS_SECRET_ACCESS_KEY  required
     AWS_DEFAULT_REGION     default us-east-1
-    S3_TARGET              "toasty" (default) or "moto": under "moto" the tests
-                           for behaviour moto gets wrong are expected to fail
-                           (strict xfail, so a moto that starts doing it right
-                           shows up as XPASS -> failure and the mark is removed)
+    S3_TARGET              "toasty" (default), "moto" or "moto-auth": under
+                           the moto targets the tests for behaviour moto gets
+                           wrong are expected to fail (strict xfail, so a moto
+                           that starts doing it right shows up as XPASS ->
+                           failure and the mark is removed)
 
 Every request is path-style SigV4. The boto3 client never retries, so the
 first answer is the one a test sees.
@@ -40,19 +41,26 @@ REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 TARGET = os.environ.get("S3_TARGET", "toasty")
 ACCESS_KEY = os.environ.get("AWS_ACCESS_KEY_ID", "")
 SECRET_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-MOTO = TARGET == "moto"
+# "moto": moto's server as it comes (it checks no signature);
+# "moto-auth": moto with IAM auth on, used to check the auth tests themselves.
+MOTO = TARGET in ("moto", "moto-auth")
 
 MiB = 1024 * 1024
 
 
-def moto_deviates(reason, strict=True):
-    """Expected failure only when the target is moto, which deviates from AWS.
+def deviates(reason, on=("moto", "moto-auth"), strict=True):
+    """Expected failure only when the target is one of `on` (reference servers
+    that deviate from AWS), never against toasty.
 
     Strict by default: if moto starts behaving like AWS the test XPASSes and
     the run fails, so the list of deviations in README.md stays true.
     strict=False only for races whose outcome on a wrong server is random.
     """
-    return pytest.mark.xfail(MOTO, reason="moto deviates from AWS: " + reason, strict=strict)
+    return pytest.mark.xfail(TARGET in on, reason="%s deviates from AWS: %s" % (TARGET, reason), strict=strict)
+
+
+def moto_deviates(reason, strict=True):
+    return deviates(reason, strict=strict)
 
 
 # ---------------------------------------------------------------- hashes
