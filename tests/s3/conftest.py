@@ -25,7 +25,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from unittest import mock
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import boto3
 import botocore.auth
@@ -83,10 +83,6 @@ def multipart_etag(parts) -> str:
 
 def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def payload(size: int, seed: str = "") -> bytes:

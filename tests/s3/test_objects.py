@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from conftest import etag_of, md5_hex, moto_deviates, parse_xml, payload, s3_error
+from conftest import etag_of, md5_b64, md5_hex, moto_deviates, parse_xml, payload, s3_error
 
 
 def test_put_get_roundtrip_and_etag(s3, bucket):
@@ -205,10 +205,8 @@ def test_delete_objects_raw_xml_response(s3, raw, bucket):
     body = (b'<?xml version="1.0" encoding="UTF-8"?>'
             b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
             b'<Object><Key>x y</Key></Object></Delete>')
-    import base64, hashlib
     resp = raw.request("POST", bucket, query={"delete": ""}, body=body,
-                       headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
-                                "Content-Type": "application/xml"})
+                       headers={"Content-MD5": md5_b64(body), "Content-Type": "application/xml"})
     assert resp.status_code == 200, resp.content[:300]
     root = parse_xml(resp.content)
     assert root.tag == "DeleteResult"
