@@ -62,7 +62,7 @@ INVALID_NAMES = [
     pytest.param("trailing-hyphen-", marks=_MOTO_NAMES),
     pytest.param("two..dots", marks=_MOTO_NAMES),
     pytest.param("192.168.5.4", marks=_MOTO_NAMES),  # formatted as an IP address
-    pytest.param("dot-.hyphen", marks=_MOTO_NAMES),
+    pytest.param("xn--reserved-prefix", marks=_MOTO_NAMES),
 ]
 
 
