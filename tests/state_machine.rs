@@ -191,6 +191,9 @@ impl Model {
             return Reply::LimitExceeded(Limit::InlineSize);
         }
         let existing_etag = self.objects.get(&key).map(|object| object.meta.etag.clone());
+        if matches!(condition, PutCondition::IfMatch(_)) && existing_etag.is_none() {
+            return Reply::NoSuchKey;
+        }
         let holds = match condition {
             PutCondition::None => true,
             PutCondition::IfMatch(etag) => existing_etag == Some(etag),
@@ -1008,10 +1011,11 @@ fn conditional_puts() {
         condition,
         object: inline(b"", etag),
     };
-    // Missing key: If-Match fails, If-None-Match: * succeeds.
+    // Missing key: If-Match is NoSuchKey (S3's answer, not 412),
+    // If-None-Match: * succeeds.
     assert_eq!(
         commit(&mut store, 1, &put(PutCondition::IfMatch(b"e1".to_vec()), b"e1")),
-        Reply::PreconditionFailed
+        Reply::NoSuchKey
     );
     assert_eq!(
         commit(&mut store, 2, &put(PutCondition::IfNoneMatchStar, b"e1")),
@@ -1517,9 +1521,15 @@ mod multipart {
         upload(&mut store);
         assert_eq!(commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"xx")])), Reply::InvalidPart { index: 1 });
         assert_eq!(commit(&mut store, 5, &complete(vec![(1, b"e1"), (3, b"e2")])), Reply::InvalidPart { index: 1 });
-        assert_eq!(commit(&mut store, 6, &complete(vec![(2, b"e2"), (3, b"e2")])), Reply::EntityTooSmall { index: 0 });
-        assert_eq!(store.object_count(), 3, "the upload is intact");
-        assert_eq!(commit(&mut store, 7, &complete(vec![(1, b"e1")])), Reply::ObjectPut { version: 7 });
+        // Existence is judged before sizes: a missing part 3 is InvalidPart
+        // even though part 2, before it, is small.
+        assert_eq!(commit(&mut store, 6, &complete(vec![(2, b"e2"), (3, b"e3")])), Reply::InvalidPart { index: 1 });
+        let exists = PutCondition::KeyExists(upload_marker_key(b"u1"));
+        let third = part_meta(vec![chunk(4, 1)], b"e3");
+        assert!(matches!(put(&mut store, 7, UPLOADS, upload_part_key(b"u1", 3), exists, third), Reply::ObjectPut { .. }));
+        assert_eq!(commit(&mut store, 8, &complete(vec![(2, b"e2"), (3, b"e3")])), Reply::EntityTooSmall { index: 0 });
+        assert_eq!(store.object_count(), 4, "the upload is intact");
+        assert_eq!(commit(&mut store, 9, &complete(vec![(1, b"e1")])), Reply::ObjectPut { version: 9 });
         assert_eq!(store.object_count(), 1, "unlisted parts are removed too");
     }
 

@@ -226,22 +226,31 @@ impl S3ErrorCode {
 pub struct S3Error {
     pub code: S3ErrorCode,
     pub message: Cow<'static, str>,
+    /// One more element of the error document, as S3 adds `BucketName` to
+    /// NoSuchBucket and `Key` to NoSuchKey.
+    pub detail: Option<(&'static str, String)>,
 }
 
 impl S3Error {
     /// An error with the code's default message.
     pub fn new(code: S3ErrorCode) -> S3Error {
-        S3Error { code, message: Cow::Borrowed(code.default_message()) }
+        S3Error { code, message: Cow::Borrowed(code.default_message()), detail: None }
     }
 
     /// An error with a message of its own (allocates only if `message` is a
     /// `String`).
     pub fn with_message(code: S3ErrorCode, message: impl Into<Cow<'static, str>>) -> S3Error {
-        S3Error { code, message: message.into() }
+        S3Error { code, message: message.into(), detail: None }
     }
 
     pub fn status(&self) -> u16 {
         self.code.status()
+    }
+
+    /// Add an element (`name`, text) to the error document.
+    pub fn with_detail(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.detail = Some((name, value.into()));
+        self
     }
 
     /// Appends the XML error body to `out`:
@@ -257,6 +266,15 @@ impl S3Error {
         out.extend_from_slice(b"</Code><Message>");
         escape_into(&self.message, out);
         out.extend_from_slice(b"</Message>");
+        if let Some((name, value)) = &self.detail {
+            out.push(b'<');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'>');
+            escape_into(value, out);
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'>');
+        }
         if !resource.is_empty() {
             out.extend_from_slice(b"<Resource>");
             escape_into(resource, out);

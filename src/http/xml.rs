@@ -338,6 +338,9 @@ pub struct PartEntry<'a> {
     pub last_modified_ms: i64,
     pub etag: &'a str,
     pub size: u64,
+    /// (element, base64 value) per checksum the part was uploaded with,
+    /// e.g. `("ChecksumCRC32", "sOO8/Q==")`.
+    pub checksums: &'a [(&'static str, String)],
 }
 
 /// One page of ListParts.
@@ -373,6 +376,9 @@ pub fn write_list_parts(out: &mut Vec<u8>, page: &PartsPage<'_>) {
         w.time("LastModified", part.last_modified_ms);
         w.etag(part.etag);
         w.number("Size", part.size);
+        for (element, value) in part.checksums {
+            w.text(element, value);
+        }
         w.close("Part");
     }
     w.end("ListPartsResult");
@@ -828,7 +834,7 @@ mod tests {
             encoding_url: false,
         };
         let uploads = [UploadEntry { key: "k", upload_id: "u", initiated_ms: 5 }];
-        let parts = [PartEntry { part_number: 3, last_modified_ms: 9, etag: "p", size: 5 }];
+        let parts = [PartEntry { part_number: 3, last_modified_ms: 9, etag: "p", size: 5, checksums: &[] }];
         let mut bodies: Vec<(Vec<u8>, &str)> = Vec::new();
         let mut out = Vec::new();
         write_list_buckets(&mut out, &OWNER, &[BucketEntry { name: "b", created_ms: 0 }]);

@@ -146,7 +146,9 @@ impl S3Context {
                 cache.insert(name.to_string(), (id, created, Instant::now()));
                 Ok((id, created))
             }
-            Reply::NoSuchBucket => Err(S3Error::new(S3ErrorCode::NoSuchBucket)),
+            Reply::NoSuchBucket => {
+                Err(S3Error::new(S3ErrorCode::NoSuchBucket).with_detail("BucketName", name))
+            }
             other => Err(unexpected(&other)),
         }
     }

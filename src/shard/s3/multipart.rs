@@ -8,9 +8,15 @@
 //! as many parts as fit one metadata op (about 1,500).
 
 use super::conn::{Body, HttpConn};
-use super::objects::{meta_fill, metadata_from_headers, upload, verify_upload};
+use super::objects::{
+    meta_fill, metadata_from_headers, stored_checksums, upload, verify_upload, META_COMPOSITE,
+    META_UPLOAD_ALGORITHM,
+};
 use super::{client_error, limit_error, unexpected, Responder, S3Context};
-use crate::http::checksum::{hex_decode, hex_lower, MultipartEtag};
+use crate::http::checksum::{
+    base64_decode, base64_encode, hex_decode, hex_lower, ChecksumAlgorithm, Checksummer,
+    MultipartEtag,
+};
 use crate::http::error::{S3Error, S3ErrorCode};
 use crate::http::request::RequestHead;
 use crate::http::router::{Endpoint, ListUploads};
@@ -79,6 +85,13 @@ async fn create(
 ) -> Result<(), S3Error> {
     let (bucket_id, _) = context.bucket(bucket).await?;
     let mut meta = metadata_from_headers(head)?;
+    if let Some(algorithm) = head.header_str("x-amz-checksum-algorithm") {
+        let Some(algorithm) = ChecksumAlgorithm::from_name(algorithm.trim()) else {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "unknown x-amz-checksum-algorithm"));
+        };
+        meta.user_metadata.push((META_UPLOAD_ALGORITHM.to_vec(), algorithm_name(algorithm).as_bytes().to_vec()));
+        meta.user_metadata.sort();
+    }
     // The key rides in the marker, so a listing of uploads can name it.
     meta.inline_data = key.as_bytes().to_vec();
     meta.size = key.len() as u64;
@@ -176,10 +189,17 @@ async fn complete(
         parts.push((part.part_number, format!("\"{}\"", part.etag).into_bytes()));
     }
     let final_etag = format!("\"{}\"", etag.finish());
+    let mut user_metadata: Vec<(Vec<u8>, Vec<u8>)> =
+        marker.meta.user_metadata.iter().filter(|(n, _)| n != META_UPLOAD_ALGORITHM).cloned().collect();
+    let composite = composite_checksum(context, bucket_id, key, upload_id, &marker, &listed).await?;
+    if let Some(composite) = &composite {
+        user_metadata.push((META_COMPOSITE.to_vec(), composite.clone().into_bytes()));
+        user_metadata.sort();
+    }
     let object = ObjectMeta {
         etag: final_etag.clone().into_bytes(),
         content_type: marker.meta.content_type.clone(),
-        user_metadata: marker.meta.user_metadata.clone(),
+        user_metadata,
         ..ObjectMeta::default()
     };
     let condition = match head.header("if-none-match") {
@@ -211,9 +231,65 @@ async fn complete(
         other => return Err(unexpected(&other)),
     }
     let location = format!("/{bucket}/{key}");
+    let checksum = composite.as_deref().and_then(|c| c.split_once(' ')).and_then(|(name, value)| {
+        ChecksumAlgorithm::from_name(name).map(|a| (a.xml_element(), value))
+    });
     let mut out = Vec::new();
-    xml::write_complete_multipart_upload(&mut out, &location, bucket, key, final_etag.trim_matches('"'), None);
+    xml::write_complete_multipart_upload(&mut out, &location, bucket, key, final_etag.trim_matches('"'), checksum);
     r.xml(conn, &out).await
+}
+
+fn algorithm_name(algorithm: ChecksumAlgorithm) -> &'static str {
+    match algorithm {
+        ChecksumAlgorithm::Crc32 => "CRC32",
+        ChecksumAlgorithm::Crc32c => "CRC32C",
+        ChecksumAlgorithm::Crc64Nvme => "CRC64NVME",
+        ChecksumAlgorithm::Sha256 => "SHA256",
+    }
+}
+
+/// The composite checksum of an upload created with a checksum algorithm:
+/// the checksum of the parts' binary checksums, then `-N` (S3's COMPOSITE
+/// type), as `<ALGORITHM> <value>`. Read from the part records.
+async fn composite_checksum(
+    context: &S3Context,
+    bucket_id: u64,
+    key: &str,
+    upload_id: &str,
+    marker: &Object,
+    listed: &[xml::CompletedPart],
+) -> Result<Option<String>, S3Error> {
+    let Some((_, name)) = marker.meta.user_metadata.iter().find(|(n, _)| n == META_UPLOAD_ALGORITHM) else {
+        return Ok(None);
+    };
+    let Some(algorithm) = ChecksumAlgorithm::from_name(&String::from_utf8_lossy(name)) else {
+        return Ok(None);
+    };
+    if algorithm == ChecksumAlgorithm::Crc64Nvme {
+        return Ok(None); // S3 makes CRC64NVME a full-object checksum instead.
+    }
+    let group = context.driver.group_of(bucket_id, key.as_bytes());
+    let handles: Vec<_> = listed
+        .iter()
+        .map(|part| {
+            let key = upload_part_key(upload_id.as_bytes(), part.part_number);
+            context.driver.read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key })
+        })
+        .collect();
+    let mut combined = Checksummer::new(algorithm);
+    for handle in handles {
+        let Ok(Reply::Object(part)) = context.driver.replied(handle).await else {
+            return Ok(None); // Complete itself will report the missing part.
+        };
+        let Some((_, value)) = stored_checksums(&part.meta).into_iter().find(|(a, _)| *a == algorithm) else {
+            return Ok(None);
+        };
+        let mut bytes = [0u8; 32];
+        let Some(length) = base64_decode(value.as_bytes(), &mut bytes) else { return Ok(None) };
+        combined.update(&bytes[..length]);
+    }
+    let value = base64_encode(combined.finalize().as_bytes());
+    Ok(Some(format!("{} {value}-{}", algorithm_name(algorithm), listed.len())))
 }
 
 async fn abort(
@@ -262,12 +338,34 @@ async fn list_parts(
     };
     let etags: Vec<String> =
         entries.iter().map(|e| String::from_utf8_lossy(&e.etag).trim_matches('"').to_string()).collect();
+    // The parts' checksums are in their records, not in the listing.
+    let handles: Vec<_> = entries
+        .iter()
+        .map(|e| context.driver.read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key: e.key.clone() }))
+        .collect();
+    let mut checksums: Vec<Vec<(&'static str, String)>> = Vec::with_capacity(entries.len());
+    for handle in handles {
+        let found = match context.driver.replied(handle).await {
+            Ok(Reply::Object(part)) => {
+                stored_checksums(&part.meta).into_iter().map(|(a, v)| (a.xml_element(), v)).collect()
+            }
+            _ => Vec::new(),
+        };
+        checksums.push(found);
+    }
     let parts: Vec<PartEntry<'_>> = entries
         .iter()
         .zip(&etags)
-        .filter_map(|(entry, etag)| {
+        .zip(&checksums)
+        .filter_map(|((entry, etag), checksums)| {
             let number = std::str::from_utf8(entry.key.get(prefix.len()..)?).ok()?.parse().ok()?;
-            Some(PartEntry { part_number: number, last_modified_ms: (entry.last_modified / 1_000_000) as i64, etag, size: entry.size })
+            Some(PartEntry {
+                part_number: number,
+                last_modified_ms: (entry.last_modified / 1_000_000) as i64,
+                etag,
+                size: entry.size,
+                checksums,
+            })
         })
         .collect();
     let page = PartsPage {

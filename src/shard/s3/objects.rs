@@ -37,6 +37,27 @@ const STORED_HEADERS: [&str; 5] =
 /// Reserved metadata names for checksums without a field of their own.
 const META_CRC64NVME: &[u8] = b"x-toasty-checksum-crc64nvme";
 const META_SHA256: &[u8] = b"x-toasty-checksum-sha256";
+/// A multipart object's composite checksum: `<algorithm> <base64>-<parts>`.
+pub(super) const META_COMPOSITE: &[u8] = b"x-toasty-checksum-composite";
+/// The checksum algorithm a multipart upload was created with (marker).
+pub(super) const META_UPLOAD_ALGORITHM: &[u8] = b"x-toasty-checksum-algorithm";
+
+/// The checksums stored with an object (or a part): (algorithm, base64).
+pub(super) fn stored_checksums(meta: &ObjectMeta) -> Vec<(ChecksumAlgorithm, String)> {
+    let mut found = Vec::new();
+    if let Some(crc) = meta.checksum_crc32 {
+        found.push((ChecksumAlgorithm::Crc32, base64_encode(&crc.to_be_bytes())));
+    }
+    if let Some(crc) = meta.checksum_crc32c {
+        found.push((ChecksumAlgorithm::Crc32c, base64_encode(&crc.to_be_bytes())));
+    }
+    for (stored, algorithm) in [(META_CRC64NVME, ChecksumAlgorithm::Crc64Nvme), (META_SHA256, ChecksumAlgorithm::Sha256)] {
+        if let Some((_, value)) = meta.user_metadata.iter().find(|(n, _)| n == stored) {
+            found.push((algorithm, String::from_utf8_lossy(value).into_owned()));
+        }
+    }
+    found
+}
 
 /// An object's data as uploaded.
 pub(super) struct Uploaded {
@@ -305,6 +326,7 @@ pub(super) fn put_reply(reply: Reply) -> Result<(), S3Error> {
     match reply {
         Reply::ObjectPut { .. } => Ok(()),
         Reply::PreconditionFailed => Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
+        Reply::NoSuchKey => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
         Reply::LimitExceeded(limit) => Err(limit_error(limit)),
         other => Err(unexpected(&other)),
     }
@@ -354,7 +376,7 @@ pub(super) async fn head_object(
     let request = Request::HeadObject { bucket_id, key: key.as_bytes().to_vec() };
     match context.driver.read(group, request).await.map_err(client_error)? {
         Reply::Object(object) => Ok(object),
-        Reply::NoSuchKey => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
+        Reply::NoSuchKey => Err(S3Error::new(S3ErrorCode::NoSuchKey).with_detail("Key", key)),
         other => Err(unexpected(&other)),
     }
 }
@@ -474,15 +496,15 @@ fn object_headers(head: &RequestHead<'_>, object: &Object, checksums: bool) -> V
         }
     }
     if checksums {
-        if let Some(crc) = meta.checksum_crc32 {
-            headers.push(("x-amz-checksum-crc32".into(), base64_encode(&crc.to_be_bytes()).into_bytes()));
+        for (algorithm, value) in stored_checksums(meta) {
+            headers.push((algorithm.header_name().into(), value.into_bytes()));
         }
-        if let Some(crc) = meta.checksum_crc32c {
-            headers.push(("x-amz-checksum-crc32c".into(), base64_encode(&crc.to_be_bytes()).into_bytes()));
-        }
-        for (stored, header) in [(META_CRC64NVME, "x-amz-checksum-crc64nvme"), (META_SHA256, "x-amz-checksum-sha256")] {
-            if let Some((_, value)) = meta.user_metadata.iter().find(|(n, _)| n == stored) {
-                headers.push((header.into(), value.clone()));
+        if let Some((_, value)) = meta.user_metadata.iter().find(|(n, _)| n == META_COMPOSITE) {
+            let text = String::from_utf8_lossy(value);
+            if let Some((name, checksum)) = text.split_once(' ') {
+                if let Some(algorithm) = ChecksumAlgorithm::from_name(name) {
+                    headers.push((algorithm.header_name().into(), checksum.as_bytes().to_vec()));
+                }
             }
         }
     }

@@ -197,6 +197,10 @@ impl ObjectStore {
             return Reply::LimitExceeded(limit);
         }
         let existing = self.objects.get(&key);
+        // S3: If-Match on a key that does not exist is NoSuchKey, not 412.
+        if matches!(condition, PutCondition::IfMatch(_)) && existing.is_none() {
+            return Reply::NoSuchKey;
+        }
         let condition_holds = match &condition {
             PutCondition::None => true,
             PutCondition::IfMatch(etag) => existing.is_some_and(|object| object.meta.etag == *etag),
@@ -257,13 +261,17 @@ impl ObjectStore {
         if !self.objects.contains_key(&(uploads, upload_marker_key(upload_id))) {
             return Reply::NoSuchUpload;
         }
+        // Every part must exist before any size is judged (S3's order).
         for (index, (number, etag)) in parts.iter().enumerate() {
-            let Some(part) = self.objects.get(&(uploads, upload_part_key(upload_id, *number))) else {
-                return Reply::InvalidPart { index: index as u32 };
-            };
-            if part.meta.etag != *etag {
+            let part = self.objects.get(&(uploads, upload_part_key(upload_id, *number)));
+            if part.is_none_or(|part| part.meta.etag != *etag) {
                 return Reply::InvalidPart { index: index as u32 };
             }
+        }
+        for (index, (number, _)) in parts.iter().enumerate() {
+            let Some(part) = self.objects.get(&(uploads, upload_part_key(upload_id, *number))) else {
+                unreachable!("checked above");
+            };
             if index + 1 < parts.len() && part.meta.size < MULTIPART_PART_SIZE_MIN {
                 return Reply::EntityTooSmall { index: index as u32 };
             }
