@@ -38,6 +38,29 @@ for log in target/fresh-default.log target/fresh-r5.log target/fresh-quiet.log; 
 done
 [ "$status" -eq 0 ] || { echo "fresh seeds found a violation"; exit 1; }
 
+step "S3 clients (boto3, aws-cli, rclone) against a fresh local cluster"
+# The sim-profile binaries (assertions on) on ports of their own, so a
+# cluster started by scripts/run.sh is left alone.
+export TOASTY_CLUSTER_DIR="$PWD/target/ci-cluster" TOASTY_BIN="$PWD/target/sim"
+export TOASTY_BASE_PORT=15000 TOASTY_METRICS_PORT=15700 TOASTY_S3_PORT=15900
+export TOASTY_CHUNK_SEGMENTS=16 TOASTY_SEGMENT_MIB=32 TOASTY_METADATA_MIB=32
+rm -rf "$TOASTY_CLUSTER_DIR"
+./scripts/cluster.sh start
+s3_status=0
+(
+  . "$TOASTY_CLUSTER_DIR/credentials"
+  S3_ENDPOINT="http://127.0.0.1:$TOASTY_S3_PORT" AWS_ACCESS_KEY_ID="$TOASTY_ACCESS_KEY" \
+    AWS_SECRET_ACCESS_KEY="$TOASTY_SECRET_KEY" ./scripts/s3-tests.sh -q
+) || s3_status=1
+./scripts/cluster.sh stop
+if [ "$s3_status" -ne 0 ]; then
+  echo "S3 client tests failed; node logs:"
+  tail -n 20 "$TOASTY_CLUSTER_DIR"/node-*.log
+  exit 1
+fi
+rm -rf "$TOASTY_CLUSTER_DIR"
+unset TOASTY_CLUSTER_DIR TOASTY_BIN TOASTY_BASE_PORT TOASTY_METRICS_PORT TOASTY_S3_PORT
+
 step "fuzz smoke runs (fixed seed, bounded time)"
 if rustup toolchain list 2>/dev/null | grep -q nightly; then
   command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
