@@ -39,18 +39,35 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     Ok(Arc::new(config))
 }
 
+/// Plaintext handed to rustls per call before its records are flushed:
+/// its sendable buffer is bounded (64 KiB by default), so large writes go
+/// in pieces.
+const PLAINTEXT_PIECE_BYTES: usize = 16 << 10;
+
 /// One TLS connection over a socket.
 pub struct TlsStream {
     tcp: TcpStream,
     tls: ServerConnection,
+    /// Records read from the socket, `records_start..records_end` not yet
+    /// given to rustls (it takes them only as fast as its plaintext is
+    /// read: its received-plaintext buffer is bounded too).
     records: Vec<u8>,
+    records_start: usize,
+    records_end: usize,
     outgoing: Vec<u8>,
 }
 
 impl TlsStream {
     pub fn new(tcp: TcpStream, config: Arc<ServerConfig>) -> std::io::Result<TlsStream> {
         let tls = ServerConnection::new(config).map_err(std::io::Error::other)?;
-        Ok(TlsStream { tcp, tls, records: vec![0; RECORD_READ_BYTES], outgoing: Vec::new() })
+        Ok(TlsStream {
+            tcp,
+            tls,
+            records: vec![0; RECORD_READ_BYTES],
+            records_start: 0,
+            records_end: 0,
+            outgoing: Vec::new(),
+        })
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -69,28 +86,40 @@ impl TlsStream {
 
     /// Plaintext into `out`; Ok(0) at the end of the stream.
     pub async fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        assert!(!out.is_empty());
         loop {
             match self.tls.reader().read(out) {
                 Ok(read) => return Ok(read),
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error),
             }
+            if self.records_start < self.records_end {
+                let mut records = &self.records[self.records_start..self.records_end];
+                let taken = self.tls.read_tls(&mut records)?;
+                self.records_start += taken;
+                self.tls.process_new_packets().map_err(std::io::Error::other)?;
+                continue;
+            }
             self.flush_tls().await?;
             let read = self.tcp.read(&mut self.records).await?;
             if read == 0 {
                 return Ok(0);
             }
-            let mut records = &self.records[..read];
-            while !records.is_empty() {
-                self.tls.read_tls(&mut records)?;
-                self.tls.process_new_packets().map_err(std::io::Error::other)?;
-            }
+            self.records_start = 0;
+            self.records_end = read;
         }
     }
 
     pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.tls.writer().write_all(data)?;
-        self.flush_tls().await
+        for piece in data.chunks(PLAINTEXT_PIECE_BYTES) {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let written = self.tls.writer().write(piece)?;
+                piece = &piece[written..];
+                self.flush_tls().await?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
