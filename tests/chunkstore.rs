@@ -301,6 +301,8 @@ impl Harness {
 
     fn live_location(&self, index: usize) -> Option<(ChunkId, Location)> {
         let live: Vec<(ChunkId, Location)> = self.store.chunks().collect();
+        // The live counter the metrics publish must match the index.
+        assert_eq!(live.len(), self.store.chunks_live());
         (!live.is_empty()).then(|| live[index % live.len()])
     }
 }

@@ -122,6 +122,10 @@ struct Cli {
     /// Virtual-hosted-style domain (`bucket.DOMAIN`); path style always works.
     #[arg(long)]
     domain: Option<String>,
+    /// An S3 connection that makes no progress this long (between requests
+    /// or inside one) is closed.
+    #[arg(long, default_value_t = 60)]
+    http_idle_seconds: u64,
     /// Serve HTTPS: a PEM certificate chain and its private key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -350,7 +354,7 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         anonymous: cli.anonymous,
         router: RouterConfig { domains: cli.domain.iter().cloned().collect() },
         limits: Limits::default(),
-        idle: Duration::from_secs(60),
+        idle: Duration::from_secs(cli.http_idle_seconds.max(1)),
         inline_size_max: INLINE_SIZE_MAX,
         chunk_size: CHUNK_SIZE,
         chunk_size_max: CHUNK_SIZE_MAX,

@@ -90,6 +90,8 @@ pub(crate) struct Replaced {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     entries: BTreeMap<ChunkId, Entry>,
+    /// Entries not deleted (kept in step by every change, for metrics).
+    live: usize,
 }
 
 impl Index {
@@ -99,6 +101,16 @@ impl Index {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Chunks held live (not deleted).
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    fn count(&mut self, before: Option<&Entry>, after: Option<&Entry>) {
+        let live = |entry: Option<&Entry>| usize::from(entry.is_some_and(|e| !e.deleted));
+        self.live = self.live + live(after) - live(before);
     }
 
     /// Make a durable record current. Records are applied in sequence order,
@@ -120,7 +132,9 @@ impl Index {
                 0
             }
         };
-        self.entries.insert(chunk_id, Entry::new(location, tombstone, stale_puts));
+        let entry = Entry::new(location, tombstone, stale_puts);
+        self.entries.insert(chunk_id, entry);
+        self.count(previous.as_ref(), Some(&entry));
         previous.map(|entry| Replaced { location: entry.location(), tombstone: entry.deleted })
     }
 
@@ -140,6 +154,7 @@ impl Index {
             Some(entry) if entry.tombstone_at(location) => {
                 assert_eq!(entry.stale_puts, 0, "a needed tombstone was dropped");
                 self.entries.remove(&chunk_id);
+                // A tombstone was not live: the live count stays.
                 true
             }
             _ => false,
@@ -154,8 +169,10 @@ impl Index {
         tombstone: bool,
         stale_puts: u32,
     ) {
-        let previous = self.entries.insert(chunk_id, Entry::new(location, tombstone, stale_puts));
+        let entry = Entry::new(location, tombstone, stale_puts);
+        let previous = self.entries.insert(chunk_id, entry);
         assert!(previous.is_none());
+        self.count(None, Some(&entry));
     }
 
     /// The first live chunk with an id at or above `from`.

@@ -402,6 +402,11 @@ impl ChunkStore {
         self.index.len()
     }
 
+    /// Live chunks (readable, not deleted).
+    pub fn chunks_live(&self) -> usize {
+        self.index.live()
+    }
+
     /// Estimated index memory per chunk (see `index.rs`).
     pub fn index_bytes_per_chunk() -> usize {
         index_bytes_per_chunk()

@@ -555,7 +555,7 @@ impl Shard {
         set(&s.commit, r.commit_min());
         set(&s.checkpoint, r.checkpoint_op());
         set(&s.objects, r.state_machine().object_count() as u64);
-        set(&s.chunks, self.store.index_len() as u64);
+        set(&s.chunks, self.store.chunks_live() as u64);
         set(&s.chunks_missing, self.service.missing_count() as u64);
         let stats = self.service.stats;
         set(&s.chunk_writes_total, stats.writes);

@@ -70,6 +70,9 @@ pub enum HeadEnd {
     Closed,
     /// Bytes that are not a request: answer this and close.
     Bad(HttpError),
+    /// A request begun and not finished within the idle time: answer
+    /// RequestTimeout and close.
+    Timeout,
 }
 
 impl HttpConn {
@@ -119,6 +122,9 @@ impl HttpConn {
             }
             match self.fill().await {
                 Ok(0) | Err(_) if self.start == self.end => return Err(HeadEnd::Closed),
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(HeadEnd::Timeout)
+                }
                 Ok(0) | Err(_) => return Err(HeadEnd::Bad(HttpError::Malformed("truncated head"))),
                 Ok(_) => {}
             }
@@ -217,6 +223,9 @@ impl Body {
             if produced == 0 && consumed == 0 && !self.done {
                 // Nothing left to decode: the decoders need more bytes.
                 match conn.fill().await {
+                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                        return Err(S3Error::new(S3ErrorCode::RequestTimeout))
+                    }
                     Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
                     Ok(_) => {}
                 }

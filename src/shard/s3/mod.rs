@@ -255,6 +255,12 @@ async fn connection(context: &S3Context, conn: &mut HttpConn) {
         let head_bytes = match conn.read_head(&limits).await {
             Ok(bytes) => bytes,
             Err(HeadEnd::Closed) => return,
+            Err(HeadEnd::Timeout) => {
+                let request_id = context.request_id();
+                let error = S3Error::new(S3ErrorCode::RequestTimeout);
+                let _ = send_error(conn, &error, "", &request_id, false, false).await;
+                return;
+            }
             Err(HeadEnd::Bad(error)) => {
                 let request_id = context.request_id();
                 let _ = send_error(conn, &S3Error::from(error), "", &request_id, false, false).await;
