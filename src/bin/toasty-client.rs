@@ -165,11 +165,7 @@ fn driver(cli: &Cli) -> Rc<ClientDriver> {
 }
 
 fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if let Ok(mut file) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut file, &mut bytes);
-    }
-    u64::from_le_bytes(bytes) ^ SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64
+    toasty::shard::random::random_u128() as u64
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

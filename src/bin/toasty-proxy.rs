@@ -62,19 +62,6 @@ struct Cli {
     tls_key: Option<std::path::PathBuf>,
 }
 
-/// Session ids come from this: distinct proxies must never share one.
-fn random_u128() -> u128 {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut file) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut file, &mut bytes);
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    u128::from_le_bytes(bytes) ^ nanos
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = Log { node: u8::MAX, shard: None };
@@ -130,7 +117,7 @@ fn main() -> ExitCode {
                 Ok(ex) => ex.run(async move {
                     let client = ClientConfig::production(cluster_id(&cluster), peers.len() as u8, cores);
                     let limits = TransportLimits::new((8 << 20) + HEADER_SIZE);
-                    let seed = random_u128() ^ u128::from(executor);
+                    let seed = toasty::shard::random::random_u128() ^ u128::from(executor);
                     let options = DriverOptions { preferred_replica: prefer, ..DriverOptions::default() };
                     let driver = ClientDriver::start(client, replica_addrs(&peers, cores), limits, seed, options);
                     serve(http, S3Context::new(driver, config, log))?;

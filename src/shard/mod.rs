@@ -7,6 +7,7 @@ pub mod client_driver;
 mod file;
 pub mod log;
 pub mod metrics;
+pub mod random;
 pub mod s3;
 pub mod server;
 pub mod storage;

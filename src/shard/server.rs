@@ -240,12 +240,7 @@ fn listen(
 }
 
 fn seed_from_os() -> u64 {
-    let mut bytes = [0u8; 8];
-    if let Ok(mut file) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut file, &mut bytes);
-    }
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    u64::from_le_bytes(bytes) ^ nanos as u64 ^ u64::from(std::process::id())
+    super::random::random_u128() as u64
 }
 
 fn realtime_ns() -> u64 {

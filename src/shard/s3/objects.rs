@@ -231,15 +231,7 @@ async fn chunk_done(
 
 /// A fresh chunk id: 128 random bits (ids name immutable content).
 pub(super) fn chunk_id() -> u128 {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut file) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut file, &mut bytes);
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    (u128::from_le_bytes(bytes) ^ nanos) | 1
+    crate::shard::random::random_u128() | 1
 }
 
 /// Content type and the metadata pairs a request sets on an object.
