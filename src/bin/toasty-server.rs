@@ -96,6 +96,11 @@ struct Cli {
     objects_max: usize,
     #[arg(long, default_value_t = 256)]
     metadata_mib: usize,
+    /// WAL ring slots per shard (each holds one prepare of up to 64 KiB, so
+    /// 1,024 slots are 64 MiB); a checkpoint is taken every slots - 128 ops.
+    /// Fewer slots: smaller files, more frequent checkpoints (tests).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(256..=65536))]
+    wal_slots: u64,
     /// Unreferenced chunks are deleted after this grace period (it must
     /// cover the longest upload), checked every --gc-interval-seconds.
     #[arg(long, default_value_t = 900)]
@@ -229,6 +234,11 @@ fn plan(cli: &Cli, cluster: u128, group: u32) -> Result<Plan, String> {
         objects_bytes_max: cli.metadata_mib << 20,
     };
     let mut vsr = Config::production(cluster, group, cli.node, replica_count);
+    if !cli.wal_slots.is_multiple_of(16) {
+        return Err("--wal-slots must be a multiple of 16 (whole header sectors)".to_string());
+    }
+    vsr.wal_slot_count = cli.wal_slots;
+    vsr.checkpoint_interval = cli.wal_slots - 4 * vsr.pipeline_max;
     let snapshot = ObjectStore::new(limits).snapshot_size_max() as u64;
     // The checkpoint holds the snapshot and the client table (a cached
     // reply per session, each at most a message).
