@@ -120,6 +120,46 @@ fn a_timed_out_request_is_resent_to_the_next_replica_and_the_view_is_followed() 
 }
 
 #[test]
+fn a_timeout_while_the_primary_answers_others_resends_to_the_primary() {
+    let mut config = config();
+    config.sessions_per_group = 2;
+    let timeout = config.request_timeout_ticks;
+    let mut client = ObjectClient::new(config, 7);
+    // Register both sessions of group 0 at replica 0 (view 0).
+    client.write(0, put("a")).expect("queued");
+    for send in client.take_sends().into_iter().filter(|s| s.group == 0) {
+        assert_eq!(send.message.header().operation, OPERATION_REGISTER);
+        client.on_message(reply_to(&send.message, 0, &Reply::ObjectPut { version: 0 }));
+    }
+    let first: Vec<Send> = client.take_sends().into_iter().filter(|s| s.group == 0).collect();
+    assert_eq!(first.len(), 1, "one session takes the queued write");
+    client.write(0, put("b")).expect("queued");
+    let second: Vec<Send> = client.take_sends().into_iter().filter(|s| s.group == 0).collect();
+    assert_eq!(second.len(), 1, "the other session takes the next");
+    assert_ne!(first[0].message.header().client, second[0].message.header().client);
+    // The primary answers the second session shortly before the first
+    // times out: the first was lost, the primary is alive.
+    for _ in 0..timeout - 2 {
+        client.on_tick();
+    }
+    client.on_message(reply_to(&second[0].message, 0, &Reply::ObjectPut { version: 5 }));
+    client.take_sends();
+    client.on_tick();
+    client.on_tick();
+    let resent: Vec<Send> = client.take_sends().into_iter().filter(|s| s.group == 0).collect();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].replica, 0, "the primary answered within the timeout: resend to it");
+    assert_eq!(resent[0].message.bytes(), first[0].message.bytes());
+    // Silence for a whole timeout: now the primary is presumed gone.
+    for _ in 0..timeout {
+        client.on_tick();
+    }
+    let rotated: Vec<Send> = client.take_sends().into_iter().filter(|s| s.group == 0).collect();
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(rotated[0].replica, 1, "no reply from the primary for a timeout: rotate");
+}
+
+#[test]
 fn a_chunk_write_completes_at_a_quorum_of_matching_acks() {
     let mut client = ObjectClient::new(config(), 7);
     let data = vec![0xab; 5000];

@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         limits: Limits::default(),
         idle: Duration::from_secs(60),
         inline_size_max: 4096,
+        sessions_per_group: 2,
         chunk_size: 1 << 20,
         chunk_size_max: 8 << 20,
         chunks_per_object_max: 1024,
@@ -115,7 +116,8 @@ fn main() -> ExitCode {
             let result: Result<(), String> = match built {
                 Err(error) => Err(format!("cannot start a glommio executor: {error}")),
                 Ok(ex) => ex.run(async move {
-                    let client = ClientConfig::production(cluster_id(&cluster), peers.len() as u8, cores);
+                    let mut client = ClientConfig::production(cluster_id(&cluster), peers.len() as u8, cores);
+                    client.sessions_per_group = config.sessions_per_group;
                     let limits = TransportLimits::new((8 << 20) + HEADER_SIZE);
                     let seed = toasty::shard::random::random_u128() ^ u128::from(executor);
                     let options = DriverOptions { preferred_replica: prefer, ..DriverOptions::default() };

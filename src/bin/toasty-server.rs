@@ -131,6 +131,16 @@ struct Cli {
     /// or inside one) is closed.
     #[arg(long, default_value_t = 60)]
     http_idle_seconds: u64,
+    /// Objects up to this many bytes travel inline in the metadata op
+    /// (replicated in the log and kept in the checkpointed state) instead
+    /// of as a chunk; at most 4096. See tuning.md for the measured effect.
+    #[arg(long, default_value_t = INLINE_SIZE_MAX as u64, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    inline_max: u64,
+    /// VSR client sessions per group of each shard's S3 front end: metadata
+    /// writes in flight per group, each a batch. Every group's client table
+    /// holds 64 sessions: 3 nodes x cores x this must stay well below.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    client_sessions: u32,
     /// Serve HTTPS: a PEM certificate chain and its private key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -354,6 +364,20 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         }
         _ => return Err("give both --access-key and --secret-key".to_string()),
     }
+    // Every group's client table holds `clients_max` (64) sessions; the
+    // front ends of all nodes must leave room for tools and proxies, or
+    // they would evict each other's sessions in a loop.
+    let front_end_sessions = cli.peers.len() as u32 * cli.cores * cli.client_sessions;
+    if front_end_sessions > 48 {
+        return Err(format!(
+            "--client-sessions {}: {} nodes x {} cores x {} = {front_end_sessions} sessions per \
+             group, above the 48 the client table (64) can give front ends; lower it",
+            cli.client_sessions,
+            cli.peers.len(),
+            cli.cores,
+            cli.client_sessions
+        ));
+    }
     let tls = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => Some(toasty::shard::s3::tls::server_config(cert, key)?),
         _ => None,
@@ -365,7 +389,8 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         router: RouterConfig { domains: cli.domain.iter().cloned().collect() },
         limits: Limits::default(),
         idle: Duration::from_secs(cli.http_idle_seconds.max(1)),
-        inline_size_max: INLINE_SIZE_MAX,
+        inline_size_max: cli.inline_max as usize,
+        sessions_per_group: cli.client_sessions,
         chunk_size: CHUNK_SIZE,
         chunk_size_max: CHUNK_SIZE_MAX,
         chunks_per_object_max: CHUNKS_PER_OBJECT_MAX,

@@ -45,6 +45,9 @@ macro_rules! shard_fields {
             pub commit_latency: Histogram,
             /// Chunk write to durable at this shard.
             pub chunk_write_latency: Histogram,
+            /// `messages_dropped_total` by reason (the replica's reasons,
+            /// plus `send_failed` and `chunk_service`); a few dozen entries.
+            pub drops_by_reason: std::sync::Mutex<Vec<(&'static str, u64)>>,
         }
 
         const FIELDS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
@@ -116,6 +119,23 @@ impl NodeStatus {
                 out.push_str(&format!(
                     "toasty_{name}{{node=\"{}\",shard=\"{shard}\"}} {}\n",
                     self.node, shard_values[index]
+                ));
+            }
+        }
+        out.push_str(
+            "# HELP toasty_messages_dropped_by_reason_total messages_dropped_total by reason.\n\
+             # TYPE toasty_messages_dropped_by_reason_total counter\n",
+        );
+        for (shard, status) in self.shards.iter().enumerate() {
+            let drops = match status.drops_by_reason.lock() {
+                Ok(drops) => drops.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            for (reason, count) in drops {
+                out.push_str(&format!(
+                    "toasty_messages_dropped_by_reason_total{{node=\"{}\",shard=\"{shard}\",\
+                     reason=\"{reason}\"}} {count}\n",
+                    self.node
                 ));
             }
         }

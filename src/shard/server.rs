@@ -179,6 +179,7 @@ fn front_end_start(
     let replica_count = params.peer_bases.len() as u8;
     let mut client = crate::client::ClientConfig::production(params.cluster, replica_count, params.group_count);
     client.message_size_max = params.vsr.message_size_max as usize;
+    client.sessions_per_group = config.sessions_per_group;
     let options = DriverOptions {
         inline_size_max: config.inline_size_max,
         chunk_size: config.chunk_size,
@@ -562,6 +563,12 @@ impl Shard {
         set(&s.checksum_failures_total, stats.checksum_failures);
         let dropped_replica: u64 = r.dropped.values().sum();
         set(&s.messages_dropped_total, self.dropped + stats.dropped + dropped_replica);
+        if let Ok(mut drops) = s.drops_by_reason.lock() {
+            drops.clear();
+            drops.extend(r.dropped.iter().map(|(reason, count)| (*reason, *count)));
+            drops.push(("send_failed", self.dropped));
+            drops.push(("chunk_service", stats.dropped));
+        }
         let transport = self.inbox.borrow().stats;
         set(&s.frames_invalid_total, transport.frames_invalid);
         set(&s.messages_received_total, transport.messages_received);

@@ -54,6 +54,9 @@ pub struct S3Config {
     pub idle: Duration,
     /// Objects up to this size travel inline in the metadata op.
     pub inline_size_max: usize,
+    /// VSR client sessions per group of this front end's object client:
+    /// metadata writes in flight per group (each carries a batch).
+    pub sessions_per_group: u32,
     /// Chunk size for object data, and the largest chunk (objects larger
     /// than `chunk_size x chunks_per_object_max` use larger chunks).
     pub chunk_size: usize,
