@@ -427,6 +427,16 @@ impl ChunkStore {
     }
 
     /// Records appended and not yet acknowledged.
+    /// Batches flushed and not yet durable.
+    pub fn batches_in_flight(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Records appended but not yet in a flushed batch.
+    pub fn batch_open_records(&self) -> usize {
+        self.batch_open.records.len()
+    }
+
     pub fn records_pending(&self) -> u32 {
         self.records_pending
     }
