@@ -29,7 +29,7 @@ rounds=${ROUNDS:-2} duration=${DURATION:-8}
 commit=$(git -C "$root" rev-parse --short HEAD)
 out_dir="$root/perf/results/$(date +%F)"
 mkdir -p "$out_dir"
-out="$out_dir/knob${flag//-/_}-$commit.json"
+out="$out_dir/knob${flag//-/_}-$commit-$(date +%H%M%S).json"
 export TOASTY_CLUSTER_DIR="$root/target/knob-cluster" TOASTY_BIN="$bin"
 trap '"$root/scripts/cluster.sh" stop >/dev/null 2>&1 || true' EXIT
 echo "{\"commit\":\"$commit\",\"flag\":\"$flag\",\"loadgen\":\"$*\",\"load_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"runs\":[" > "$out"
