@@ -552,6 +552,13 @@ async fn verify(
             lost.iter().take(20).cloned().collect::<Vec<_>>().join(", "));
         return Err(format!("{} of {} acknowledged objects lost or wrong", lost.len(), entries.len()));
     }
-    println!("verified {}", entries.len());
+    let stats = driver.stats();
+    println!(
+        "verified {} (resends {}, replies unmatched {}, chunk read fallbacks {})",
+        entries.len(),
+        stats.resends,
+        stats.replies_unmatched,
+        stats.chunk_read_fallbacks
+    );
     Ok(())
 }
