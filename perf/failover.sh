@@ -28,7 +28,8 @@
 # `cargo build --release --workspace` if missing), TOASTY_CLUSTER_DIR
 # (default data/perf-failover, wiped at start and end; KEEP=1 keeps it),
 # TOASTY_BASE_PORT/TOASTY_METRICS_PORT/TOASTY_S3_PORT (default
-# 14000/14700/14900), SIZE (object bytes, default 4096), CONCURRENCY
+# 14000/14700/14900), SIZE (object bytes, default 256: inline in the metadata, which a 4 KiB load fills within
+# minutes at the default --metadata-mib 64 of cluster.sh, LimitExceeded(ObjectsBytes)), CONCURRENCY
 # (default 8), TOASTY_BIN_COMMIT (recorded: the commit the binaries were
 # built from; default this checkout's HEAD).
 set -euo pipefail
@@ -36,7 +37,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 kills=${1:-10}
 out=${2:-}
-size=${SIZE:-4096}
+size=${SIZE:-256}
 concurrency=${CONCURRENCY:-8}
 
 export TOASTY_CLUSTER_DIR=${TOASTY_CLUSTER_DIR:-$root/data/perf-failover}
@@ -59,9 +60,12 @@ loader=
 cleanup() {
     if [ -n "$loader" ] && kill -0 "$loader" 2>/dev/null; then kill "$loader" 2>/dev/null || true; wait "$loader" 2>/dev/null || true; fi
     "$cluster" stop >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" != 1 ]; then rm -rf "$dir"; fi
+    # the logs and the ack log outlive the data (DIR-logs/)
+    if [ -d "$dir" ]; then mkdir -p "$dir-logs" && cp "$dir"/*.log "$dir"/*.txt "$dir-logs/" 2>/dev/null || true; fi
+    if [ "${KEEP:-0}" != 1 ] && [ "$incidents" = 0 ]; then rm -rf "$dir"; else log "kept $dir"; fi
 }
-trap cleanup EXIT
+trap 'rc=$?; [ $rc = 0 ] || incidents=1; cleanup' EXIT
+incidents=0
 log() { echo "failover: $*" >&2; }
 now_ms() { date +%s%3N; }
 
@@ -130,17 +134,42 @@ ack_after() {
 }
 
 "$cluster" wipe >/dev/null 2>&1 || true
+rm -rf "$dir-logs"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting a fresh cluster in $dir (binaries $TOASTY_BIN)"
 mkdir -p "$dir"
 "$cluster" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
 
-load_cmd=("$TOASTY_BIN/toasty-client" --peers "$peers" --cores 2 load --bucket failover --op put
-    --retry --concurrency "$concurrency" --size "$size" --seconds 36000 --run f
-    --ack-log "$dir/acks.log")
-"${load_cmd[@]}" >"$dir/load.out" 2>"$dir/load.err" &
-loader=$!
+start_loader() { # RUN
+    load_cmd=("$TOASTY_BIN/toasty-client" --peers "$peers" --cores 2 load --bucket failover --op put
+        --retry --concurrency "$concurrency" --size "$size" --seconds 36000 --run "$1"
+        --ack-log "$dir/acks.log")
+    "${load_cmd[@]}" >>"$dir/load.out" 2>>"$dir/load.err" &
+    loader=$!
+}
+start_loader f
 sleep 3
+
+# The load stopped acknowledging group $1 although the cluster looks normal:
+# record what every node says, then check with a fresh client whether the
+# cluster takes writes (server stall) or only the old client is stuck.
+diagnose() { # ROUND GROUP
+    local file=$dir/incident-$1.txt
+    incidents=$((incidents + 1))
+    {
+        echo "round $1: no ack of group $2 for 30 s before the kill ($(date -u +%FT%T.%3NZ))"
+        for n in 0 1 2; do echo "node $n: $(status "$n")"; done
+        echo "last acks per group (unix ms):"
+        awk '$1 == "ack" { last[$5] = $4 } END { for (g in last) print "  group " g ": " last[g] }' "$dir/acks.log"
+        echo "now: $(now_ms)"
+        echo "load.err tail:"; tail -5 "$dir/load.err"
+        echo "a fresh client, 3 s of puts:"
+        "$TOASTY_BIN/toasty-client" --peers "$peers" --cores 2 load --bucket failover --op put --retry \
+            --concurrency 4 --size "$size" --seconds 3 --run "probe$1" 2>&1 || echo "probe failed: $?"
+    } >"$file" 2>&1
+    log "round $1: INCIDENT, see $file:"
+    cat "$file" >&2
+}
 
 rounds_file=$dir/rounds.txt
 : >"$rounds_file"
@@ -153,7 +182,13 @@ for kill in $(seq 0 $((kills - 1))); do
         { log "round $kill: no normal primary of group $group"; exit 1; }
     other_primary=$(primary_of "$other")
     # writes of the group flowing right now
-    wait_until 30 ack_after "$group" $(($(now_ms) - 300)) || { log "round $kill: group $group not acking"; exit 1; }
+    if ! wait_until 30 ack_after "$group" $(($(now_ms) - 300)); then
+        diagnose "$kill" "$group"
+        kill "$loader" 2>/dev/null || true
+        wait "$loader" 2>/dev/null || true
+        start_loader "f$kill"
+        wait_until 30 ack_after "$group" $(($(now_ms) - 300)) || { log "round $kill: a new load client does not get group $group acked either"; exit 1; }
+    fi
     pid=$(cat "$dir/node-$primary.pid")
     killed_at=$(now_ms)
     kill -KILL "$pid"
@@ -183,7 +218,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$dir" "$rounds_file" "$bin_commit" "$TOASTY_BIN" "$load_start" "$load_end" "$verified" "$verify_out" \
     "$(git rev-parse HEAD)" "$size" "$concurrency" "${load_cmd[*]}" "$*" >"${out:-/dev/stdout}" <<'PY'
-import json, re, sys, statistics, datetime
+import datetime, glob, json, re, statistics, sys
 (dir_, rounds_file, bin_commit, bin_dir, load_start, load_end, verified, verify_out,
  script_commit, size, concurrency, load_cmd, args) = sys.argv[1:]
 acks = {0: [], 1: []}
@@ -194,25 +229,33 @@ for line in open(f"{dir_}/acks.log"):
 for g in acks:
     acks[g].sort()
 
+node_logs = {}
+for n in range(3):
+    entries = []
+    for line in open(f"{dir_}/node-{n}.log", errors="replace"):
+        m = re.match(r'ts=(\S+) ', line)
+        if not m:
+            continue
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+        entries.append((int(t.timestamp() * 1000), line.rstrip()))
+    node_logs[n] = entries
+
 def views(node, since, until):
     """'view N: primary' lines of the survivors between since and until (unix ms)."""
     found = []
     for n in range(3):
         if n == node:
             continue
-        try:
-            lines = open(f"{dir_}/node-{n}.log").read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            m = re.match(r'ts=(\S+) .*group=(\d+) msg="view (\d+): primary"', line)
-            if not m:
-                continue
-            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
-            ms = int(t.timestamp() * 1000)
-            if since <= ms <= until:
-                found.append({"node": n, "group": int(m.group(2)), "view": int(m.group(3)), "after_kill_ms": ms - since})
+        for ms, line in node_logs[n]:
+            m = re.search(r'group=(\d+) msg="view (\d+): primary"', line)
+            if m and since <= ms <= until:
+                found.append({"node": n, "group": int(m.group(1)), "view": int(m.group(2)), "after_kill_ms": ms - since})
     return found
+
+def survivor_lines(node, since, until, limit=40):
+    lines = [f"node {n} +{ms - since} ms: {line}" for n in range(3) if n != node
+             for ms, line in node_logs[n] if since <= ms <= until]
+    return lines[:limit]
 
 def outage(times, killed):
     before = [t for t in times if t <= killed]
@@ -234,7 +277,9 @@ for line in open(rounds_file):
          "resumed": bool(resumed), "rejoined": bool(rejoined), "rejoin_ms": rejoin_ms}
     r.update(outage(acks[g], killed))
     r["other_group"] = outage(acks[1 - g], killed)
-    r["new_views"] = views(p, killed, killed + 10000)
+    r["new_views"] = views(p, killed, killed + 30000)
+    end = killed + (r["kill_to_resume_ms"] or 30000)
+    r["survivor_log_lines"] = survivor_lines(p, killed, end + 200)
     rounds.append(r)
 
 res = sorted(r["resume_ms"] for r in rounds if r["resume_ms"] is not None)
@@ -260,6 +305,7 @@ result = {
     "acks_total": sum(len(v) for v in acks.values()),
     "verified": verified == "1", "verify_output": verify_out.strip(),
     "rounds": rounds,
+    "incidents": [open(f).read() for f in sorted(glob.glob(f"{dir_}/incident-*.txt"))],
 }
 print(json.dumps(result, indent=1))
 PY
