@@ -57,7 +57,9 @@ peers="127.0.0.1:$base,127.0.0.1:$((base + 100)),127.0.0.1:$((base + 200))"
 cluster=scripts/cluster.sh
 
 loader=
+poller=
 cleanup() {
+    if [ -n "$poller" ]; then kill "$poller" 2>/dev/null || true; fi
     if [ -n "$loader" ] && kill -0 "$loader" 2>/dev/null; then kill "$loader" 2>/dev/null || true; wait "$loader" 2>/dev/null || true; fi
     "$cluster" stop >/dev/null 2>&1 || true
     # the logs and the ack log outlive the data (DIR-logs/)
@@ -136,6 +138,7 @@ ack_after() {
 "$cluster" wipe >/dev/null 2>&1 || true
 rm -rf "$dir-logs"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+psi_start=$(grep -H some /proc/pressure/cpu /proc/pressure/io 2>/dev/null | cut -d' ' -f1-3 | tr '\n' ';' || true)
 log "starting a fresh cluster in $dir (binaries $TOASTY_BIN)"
 mkdir -p "$dir"
 "$cluster" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
@@ -190,12 +193,27 @@ for kill in $(seq 0 $((kills - 1))); do
         wait_until 30 ack_after "$group" $(($(now_ms) - 300)) || { log "round $kill: a new load client does not get group $group acked either"; exit 1; }
     fi
     pid=$(cat "$dir/node-$primary.pid")
+    # the survivors' /status every 100 ms from just before the kill until
+    # writes resumed: view, status and role per group over the outage
+    (
+        while :; do
+            for n in 0 1 2; do
+                [ "$n" = "$primary" ] && continue
+                echo "poll $kill $(now_ms) $n $(curl -s --max-time 1 "http://127.0.0.1:$((metrics + n))/status" || true)"
+            done
+            sleep 0.1
+        done >>"$dir/poll.txt"
+    ) &
+    poller=$!
+    sleep 0.3
     killed_at=$(now_ms)
     kill -KILL "$pid"
     log "round $kill: killed node $primary (pid $pid), primary of group $group (group $other's primary: ${other_primary:-none})"
     resumed=1
     wait_until 60 ack_after "$group" $((killed_at + 100)) || { resumed=0; log "round $kill: NO ack of group $group within 60 s of the kill"; }
     sleep 1 # acks just after the outage, for the gap computation
+    kill "$poller" 2>/dev/null || true
+    wait "$poller" 2>/dev/null || true
     new_primary=$(primary_of "$group")
     commits=$(commits_max)
     restart_at=$(now_ms)
@@ -215,10 +233,11 @@ loader=
 verify_out=$("$TOASTY_BIN/toasty-client" --peers "$peers" --cores 2 verify --bucket failover --concurrency 1 --acks "$dir/acks.log" 2>&1) && verified=1 || verified=0
 log "verify: $verify_out"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+psi_end=$(grep -H some /proc/pressure/cpu /proc/pressure/io 2>/dev/null | cut -d' ' -f1-3 | tr '\n' ';' || true)
 
-python3 - "$dir" "$rounds_file" "$bin_commit" "$TOASTY_BIN" "$load_start" "$load_end" "$verified" "$verify_out" \
+PSI_START=$psi_start PSI_END=$psi_end python3 - "$dir" "$rounds_file" "$bin_commit" "$TOASTY_BIN" "$load_start" "$load_end" "$verified" "$verify_out" \
     "$(git rev-parse HEAD)" "$size" "$concurrency" "${load_cmd[*]}" "$*" >"${out:-/dev/stdout}" <<'PY'
-import datetime, glob, json, re, statistics, sys
+import datetime, glob, json, os, re, statistics, sys
 (dir_, rounds_file, bin_commit, bin_dir, load_start, load_end, verified, verify_out,
  script_commit, size, concurrency, load_cmd, args) = sys.argv[1:]
 acks = {0: [], 1: []}
@@ -269,6 +288,29 @@ def outage(times, killed):
         "kill_to_resume_ms": (b - killed) if b is not None else None,
     }
 
+polls = {}
+try:
+    for line in open(f"{dir_}/poll.txt"):
+        w = line.split(" ", 4)
+        if len(w) == 5 and w[4].strip():
+            try:
+                polls.setdefault(int(w[1]), []).append((int(w[2]), int(w[3]), json.loads(w[4])))
+            except ValueError:
+                pass
+except OSError:
+    pass
+
+def timeline(k, g, killed):
+    """Changes of (status, view, role) of group g on each survivor, relative to the kill."""
+    last, out = {}, []
+    for t, n, st in polls.get(k, []):
+        s = st["shards"][g]
+        state = (s["status"], s["view"], s["role"])
+        if last.get(n) != state:
+            last[n] = state
+            out.append(f"+{t - killed} ms node {n}: {s['role']} {s['status']} view {s['view']} commit {s['commit']}")
+    return out
+
 rounds = []
 for line in open(rounds_file):
     k, g, p, op, np, killed, resumed, rejoined, rejoin_ms = map(int, line.split())
@@ -277,6 +319,7 @@ for line in open(rounds_file):
          "resumed": bool(resumed), "rejoined": bool(rejoined), "rejoin_ms": rejoin_ms}
     r.update(outage(acks[g], killed))
     r["other_group"] = outage(acks[1 - g], killed)
+    r["survivor_status_changes"] = timeline(k, g, killed)
     r["new_views"] = views(p, killed, killed + 30000)
     end = killed + (r["kill_to_resume_ms"] or 30000)
     r["survivor_log_lines"] = survivor_lines(p, killed, end + 200)
@@ -298,6 +341,7 @@ result = {
                "primary timeout 100 ticks = 1 s, view change timeout 150 ticks = 1.5 s, heartbeat 100 ms)",
     "load": {"op": "put", "size": int(size), "concurrency": int(concurrency), "client": "toasty-client load --retry"},
     "loadavg_start": load_start, "loadavg_end": load_end,
+    "pressure_start": os.environ.get("PSI_START"), "pressure_end": os.environ.get("PSI_END"),
     "kills": len(rounds),
     "resume_ms_p50": p50(res), "resume_ms_max": max(res) if res else None,
     "resume_ms_sorted": res,
