@@ -22,7 +22,10 @@
 # 5 GiB: a 4 GiB object is 1,024 chunks of 4 MiB, 63 to a 256 MiB segment,
 # so 17 segments plus the 2 kept free for relocation and one spare; every
 # replica of the object's group holds all of it), i.e. 30 GiB pre-allocated
-# in all (both groups are sized alike). The chunk
+# in all (both groups are sized alike). With less disk: TOASTY_CORES=1 (one
+# group) and TOASTY_CHUNK_SEGMENTS=71 TOASTY_SEGMENT_MIB=64 (15 chunks of
+# 4 MiB to a segment: 69 + 2), 13.3 GiB in all. The run stops the cluster if
+# the disk's free space falls below 1 GiB (other users of the disk). The chunk
 # GC grace is the server default (--gc-grace-seconds 900): the upload must
 # finish within it, or its chunks, not yet referenced, may be collected.
 #
@@ -43,6 +46,8 @@ export TOASTY_METRICS_PORT=${TOASTY_METRICS_PORT:-14700}
 export TOASTY_S3_PORT=${TOASTY_S3_PORT:-14900}
 export TOASTY_CHUNK_SEGMENTS=${TOASTY_CHUNK_SEGMENTS:-20}
 export TOASTY_SEGMENT_MIB=${TOASTY_SEGMENT_MIB:-256}
+export TOASTY_CORES=${TOASTY_CORES:-2}
+cores=$TOASTY_CORES
 if [ -z "${TOASTY_BIN:-}" ]; then
     TOASTY_BIN=$root/target/release
     [ -x "$TOASTY_BIN/toasty-server" ] || cargo build --release --workspace
@@ -67,7 +72,7 @@ now_ms() { date +%s%3N; }
 
 "$cluster" wipe >/dev/null 2>&1 || true
 mkdir -p "$dir"
-need_gib=$((TOASTY_CHUNK_SEGMENTS * TOASTY_SEGMENT_MIB * 6 / 1024 + 4))
+need_gib=$((TOASTY_CHUNK_SEGMENTS * TOASTY_SEGMENT_MIB * 3 * cores / 1024 + 2))
 free_gib=$(df -BG --output=avail "$dir" | tail -1 | tr -dc 0-9)
 if [ "$free_gib" -lt "$need_gib" ]; then
     log "needs ~$need_gib GiB free under $dir, has $free_gib GiB"
@@ -79,7 +84,7 @@ log "starting a fresh cluster in $dir ($TOASTY_CHUNK_SEGMENTS x $TOASTY_SEGMENT_
 started_at=$(now_ms)
 # Formatting 6 x 5 GiB may outlast cluster.sh's 120 s wait: wait longer.
 "$cluster" start >"$dir/start.log" 2>&1 || true
-"$TOASTY_BIN/toasty-client" --peers "$peers" --cores 2 wait --seconds 900 >>"$dir/start.log" 2>&1 ||
+"$TOASTY_BIN/toasty-client" --peers "$peers" --cores "$cores" wait --seconds 900 >>"$dir/start.log" 2>&1 ||
     { cat "$dir/start.log" >&2; exit 1; }
 start_s=$(( ($(now_ms) - started_at) / 1000 ))
 # shellcheck disable=SC1091
@@ -109,6 +114,11 @@ reset_peak() { local pid; for pid in $pids; do echo 5 >"/proc/$pid/clear_refs"; 
         if [ $((n % 5)) = 0 ]; then
             ss -Htnp state established "( sport = :$s3_port )" 2>/dev/null |
                 grep -o 'pid=[0-9]*' | sed "s/^/conn $(now_ms) /" || true
+        fi
+        # the disk is shared: stop this cluster before it starves anyone
+        if [ $((n % 5)) = 0 ] && [ "$(df -BM --output=avail "$dir" | tail -1 | tr -dc 0-9)" -lt 1024 ]; then
+            echo "lowdisk $(now_ms)"
+            for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
         fi
         n=$((n + 1))
         sleep 0.2
@@ -220,9 +230,12 @@ import json, os, sys, datetime
 (samples, bin_commit, bin_dir, load_start, load_end, script_commit, args, status, put_json, head_out,
  get_w, get_sha, get_ms, size, pids, start_s, logs) = sys.argv[1:]
 pids = [int(p) for p in pids.split()]
-marks, series, conns = {}, [], []
+marks, series, conns, lowdisk = {}, [], [], False
 for line in open(samples):
     w = line.split()
+    if w[0] == "lowdisk":
+        lowdisk = True
+        continue
     if w[0] == "conn" and len(w) == 3:
         conns.append((int(w[1]), int(w[2].split("=")[1])))
         continue
@@ -261,8 +274,9 @@ result = {
         "put": "head -c SIZE /dev/zero | openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 | python3 put.py (one PutObject, Content-Length, SigV4 UNSIGNED-PAYLOAD)",
         "get": "curl -sS --aws-sigv4 aws:amz:us-east-1:s3 --user AK:SK http://127.0.0.1:PORT/streaming/big-SIZE | sha256sum",
     },
-    "cluster": "3 nodes x 2 shards on loopback (scripts/cluster.sh); S3 port shared by all shards (SO_REUSEPORT)",
-    "server_config": {"chunk_segments": int(os.environ["TOASTY_CHUNK_SEGMENTS"]),
+    "cluster": f"3 nodes x {os.environ['TOASTY_CORES']} shard(s) on loopback (scripts/cluster.sh); S3 port shared by all shards (SO_REUSEPORT)",
+    "stopped_for_low_disk": lowdisk,
+    "server_config": {"cores": int(os.environ["TOASTY_CORES"]), "chunk_segments": int(os.environ["TOASTY_CHUNK_SEGMENTS"]),
                       "segment_mib": int(os.environ["TOASTY_SEGMENT_MIB"]),
                       "gc_grace_seconds": "900 (server default)", "cluster_start_s": int(start_s)},
     "loadavg_start": load_start, "loadavg_end": load_end,
