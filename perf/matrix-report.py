@@ -329,7 +329,8 @@ def main():
                    "server_us_per_request": [g1["server_us_per_request"], g2["server_us_per_request"]],
                    "client_us_per_request": [g1["client_us_per_request"], g2["client_us_per_request"]]}
 
-    combined = {"schema": "toasty-perf-matrix/1", "facts": facts, "baselines": base,
+    combined = {"schema": "toasty-perf-matrix/1", "facts": facts,
+                "appended_runs": [load(p) for p in sorted(glob.glob(os.path.join(d, "facts-append-*.json")))], "baselines": base,
                 "garage_version": garage_version, "targets": verdicts, "get_4k_c64_core_scaling": scaling,
                 "rows": rows, "cells": cells}
     with open(os.path.join(d, "matrix.json"), "w") as f:
@@ -360,9 +361,17 @@ def main():
            f"- load average at start {facts['load_average_at_start']}, at end {facts.get('load_average_at_end', '?')}; "
            f"elapsed {facts.get('elapsed_s', '?')} s",
            f"- {facts['note']}",
+           f"- cluster: 3 nodes on loopback, a fresh one per {facts.get('cluster', {}).get('fresh_per', '?')}, "
+           f"chunk store {facts.get('cluster', {}).get('chunk_store_mib_per_node', '?')} MiB per node, server flags "
+           f"`{facts.get('cluster', {}).get('server_args', '').strip()}` (scripts/cluster.sh adds the rest)",
            f"- each cell: a {facts.get('warmup_s', '?')} s warm-up run, then {facts.get('duration_s', '?')} s measured, "
            "closed loop, zipfian keys (4/64 KiB: 1000 keys, 1 MiB: 200, 16 MiB: 32), GETs verified byte for byte",
            ""]
+    appended = [load(p) for p in sorted(glob.glob(os.path.join(d, "facts-append-*.json")))]
+    for a in appended:
+        md.insert(-1, f"- appended run: `{a.get('command')}` at {a['date_utc']}, load average at start "
+                      f"{a['load_average_at_start']}, at end {a.get('load_average_at_end', '?')}, "
+                      f"elapsed {a.get('elapsed_s', '?')} s")
     if base:
         md += ["## Baselines (same run)", ""]
         lines = []

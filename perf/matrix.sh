@@ -5,19 +5,23 @@
 #     object size 4 KiB, 64 KiB, 1 MiB, 16 MiB
 #   x PUT, GET, 70/30 GET/PUT mix
 #   x concurrency 1, 16, 64
-#   x --cores 1, --cores 2
+#   x --cores 1, --cores 2   (a fresh cluster per cores value and size)
 # plus, in the same run, the machine's baselines (fio O_DIRECT 1 MiB
 # sequential write and read at QD16 and 4 KiB write + fdatasync per write on
 # the filesystem holding the cluster data; iperf3 over loopback) and, with
 # --peers, Garage (3 nodes, replication 3, consistency_mode consistent; fsync
 # off, Garage's default, and on) for the headline cells.
 #
-# Usage: perf/matrix.sh [--quick] [--duration S] [--warmup S] [--cores "1 2"]
-#                       [--peers | --no-peers] [--no-baselines] [--fio-seconds S] [--out DIR]
+# Usage: perf/matrix.sh [--quick] [--duration S] [--warmup S] [--cores "1 2"] [--sizes L]
+#                       [--ops L] [--concurrency L] [--peers | --no-peers] [--no-baselines] [--fio-seconds S] [--out DIR]
 #   --quick        smoke subset: 4 KiB and 1 MiB, PUT and GET, c1, c16 and c64, --cores 2,
 #                  3 s cells, Garage (if on) only for 4 KiB c64; a few minutes
-#   --duration S   measured seconds per cell [8]; --warmup S: warm-up run per cell [2]
+#   --duration S   measured seconds per cell [7]; --warmup S: warm-up run per cell [2]
+#   --sizes L, --ops L, --concurrency L   a subset, e.g. --sizes "4KiB" --ops "put get"
 #   --peers        also measure Garage (default: on if `garage` is on PATH)
+#   --no-toasty    skip the toasty cells (e.g. only the peers, later)
+#   --append       add to an existing results directory instead of starting it afresh
+#                  (its facts.json is kept; this run's facts go to facts-append-<time>.json)
 # Environment: see perf/lib.sh (TOASTY_BIN, TOASTY_COMMIT, PERF_CLUSTER_DIR, ports).
 #
 # Writes perf/results/<date>/matrix-<commit>[-quick]/: one JSON per cell
@@ -30,9 +34,15 @@ set -euo pipefail
 # shellcheck source=perf/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$perf_root"
+duration_s=7
 
 args_text="$*"
+sizes_arg=""
+ops_arg=""
+concurrency_arg=""
 quick=0
+toasty=1
+append=0
 peers=auto
 baselines=1
 cores_list="1 2"
@@ -45,9 +55,14 @@ while [ $# -gt 0 ]; do
     --duration) duration_s=${2:?--duration needs seconds}; shift ;;
     --warmup) warmup_s=${2:?--warmup needs seconds}; shift ;;
     --cores) cores_list=${2:?--cores needs a list like "1 2"}; shift ;;
+    --sizes) sizes_arg=${2:?--sizes needs a list like "4KiB 1MiB"}; shift ;;
+    --ops) ops_arg=${2:?--ops needs a list like "put get"}; shift ;;
+    --concurrency) concurrency_arg=${2:?--concurrency needs a list like "1 64"}; shift ;;
     --peers) peers=1 ;;
     --no-peers) peers=0 ;;
     --no-baselines) baselines=0 ;;
+    --no-toasty) toasty=0 ;;
+    --append) append=1 ;;
     --fio-seconds) fio_seconds=${2:?--fio-seconds needs seconds}; shift ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -67,13 +82,16 @@ if [ "$quick" = 1 ]; then
     ops="put get"
     concurrencies="1 16 64"
     [ "$cores_list" = "1 2" ] && cores_list="2"
-    [ "$duration_s" = 8 ] && duration_s=3
+    [ "$duration_s" = 7 ] && duration_s=3
     [ "$warmup_s" = 2 ] && warmup_s=1
     fio_seconds=3
     iperf_seconds=2
     peer_cells="put:4KiB:64 get:4KiB:64"
     suffix="-quick"
 fi
+sizes=${sizes_arg:-$sizes}
+ops=${ops_arg:-$ops}
+concurrencies=${concurrency_arg:-$concurrencies}
 if [ "$peers" = auto ]; then
     if command -v garage >/dev/null; then peers=1; else peers=0; fi
 fi
@@ -83,7 +101,13 @@ ensure_binaries
 commit=$(binaries_commit)
 date_dir=$(date +%Y-%m-%d)
 out=${out:-$perf_root/perf/results/$date_dir/matrix-$commit$suffix}
-rm -rf "$out"
+facts_file="$out/facts.json"
+if [ "$append" = 1 ]; then
+    [ -f "$out/facts.json" ] || die "--append: no $out/facts.json"
+    facts_file="$out/facts-append-$(date +%H%M%S).json"
+else
+    rm -rf "$out"
+fi
 mkdir -p "$out/cells" "$out/baselines" "$out/logs"
 
 garage_dir=""
@@ -109,7 +133,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 started_ns=$(now_ns)
-machine_facts_json "$cluster_parent" >"$out/facts.json"
+machine_facts_json "$cluster_parent" >"$facts_file"
 log "results in $out; load average $(loadavg)"
 
 # --- baselines ---------------------------------------------------------------
@@ -182,11 +206,16 @@ cell() { # target op size concurrency [extra loadgen flags]
     log "  $(cell_summary "$out/cells/$name.json")"
 }
 
+# A fresh cluster per cores value and object size: the cells of one size
+# do not inherit the garbage (and the compaction work) of the size before,
+# and the chunk store never fills (a 16 MiB c64 run writes ~100 MiB/s, and
+# overwritten chunks wait PERF_GC_GRACE_SECONDS before they are collected).
+[ "$toasty" = 1 ] || cores_list=""
 for cores in $cores_list; do
     target="toasty-cores$cores"
-    cluster_start "matrix-cores$cores" "$cores"
-    first=1
     for size in $sizes; do
+        cluster_start "matrix-cores$cores" "$cores"
+        first=1
         prefilled=0
         for op in $ops; do
             if [ "$op" != put ] && [ "$prefilled" = 0 ]; then
@@ -199,8 +228,8 @@ for cores in $cores_list; do
                 cell "$target" "$op" "$size" "$c" "${extra[@]}"
             done
         done
+        cluster_stop "$out/logs/$target-$size"
     done
-    cluster_stop "$out/logs/$target"
 done
 
 # --- peers: Garage -------------------------------------------------------------
@@ -242,11 +271,14 @@ if [ "$peers" = 1 ]; then
 fi
 
 elapsed_s=$((($(now_ns) - started_ns) / 1000000000))
-python3 - "$out/facts.json" "$elapsed_s" "$(loadavg)" "$quick" "$duration_s" "$warmup_s" "$args_text" <<'PY'
+python3 - "$facts_file" "$elapsed_s" "$(loadavg)" "$quick" "$duration_s" "$warmup_s" "$args_text" \
+    "$chunk_mib_per_node" "--gc-grace-seconds $gc_grace_seconds --gc-interval-seconds 1 ${PERF_SERVER_ARGS:-}" <<'PY'
 import json, sys
-path, elapsed, load, quick, duration, warmup, args = sys.argv[1:8]
+path, elapsed, load, quick, duration, warmup, args, chunk_mib, server_args = sys.argv[1:10]
 facts = json.load(open(path))
-facts.update({"command": ("perf/matrix.sh " + args).strip(), "elapsed_s": int(elapsed), "load_average_at_end": load, "quick": quick == "1",
+facts.update({"cluster": {"fresh_per": "cores value and object size", "chunk_store_mib_per_node": int(chunk_mib),
+                          "server_args": server_args},
+              "command": ("perf/matrix.sh " + args).strip(), "elapsed_s": int(elapsed), "load_average_at_end": load, "quick": quick == "1",
               "duration_s": float(duration), "warmup_s": float(warmup)})
 json.dump(facts, open(path, "w"), indent=1)
 PY
