@@ -16,7 +16,7 @@
 #                       [--ops L] [--concurrency L] [--peers | --no-peers] [--no-baselines] [--fio-seconds S] [--out DIR]
 #   --quick        smoke subset: 4 KiB and 1 MiB, PUT and GET, c1, c16 and c64, --cores 2,
 #                  3 s cells, Garage (if on) only for 4 KiB c64; a few minutes
-#   --duration S   measured seconds per cell [7]; --warmup S: warm-up run per cell [2]
+#   --duration S   measured seconds per cell [6]; --warmup S: warm-up run per cell [1.5]
 #   --sizes L, --ops L, --concurrency L   a subset, e.g. --sizes "4KiB" --ops "put get"
 #   --peers        also measure Garage (default: on if `garage` is on PATH)
 #   --no-toasty    skip the toasty cells (e.g. only the peers, later)
@@ -34,7 +34,10 @@ set -euo pipefail
 # shellcheck source=perf/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$perf_root"
-duration_s=7
+# 6 + 1.5 s per cell keeps a full run with the peers near 20 min on this
+# 2-core box (the recorded run, 7 + 2 s at load 8-14, took 22 min).
+duration_s=6
+warmup_s=1.5
 
 args_text="$*"
 sizes_arg=""
@@ -82,8 +85,8 @@ if [ "$quick" = 1 ]; then
     ops="put get"
     concurrencies="1 16 64"
     [ "$cores_list" = "1 2" ] && cores_list="2"
-    [ "$duration_s" = 7 ] && duration_s=3
-    [ "$warmup_s" = 2 ] && warmup_s=1
+    [ "$duration_s" = 6 ] && duration_s=3
+    [ "$warmup_s" = 1.5 ] && warmup_s=1
     fio_seconds=3
     iperf_seconds=2
     peer_cells="put:4KiB:64 get:4KiB:64"
