@@ -117,6 +117,16 @@ log "load: ${workload[*]} for $total_s s; recording node $node (pid $pid) for $s
 loadgen_pid=$!
 sleep "$warmup_s"
 load_record=$(loadavg)
+# The node's role per shard: a group's primary does more (prepares,
+# linearizable reads), so the profile depends on it.
+roles=$(curl -s --max-time 2 "http://127.0.0.1:$((metrics_port + node))/status" | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+    print(", ".join("shard {shard} (group {group}): {role}".format(**x) for x in s["shards"]))
+except (ValueError, KeyError):
+    print("unknown (no /status)")
+' || echo unknown)
 perf record -F 999 -e "$event" "${call_graph[@]}" -p "$pid" -o "$work/perf.data" -- sleep "$seconds" \
     2>"$work/perf-record.log" >/dev/null
 wait "$loadgen_pid" || log "loadgen exited with status $? (see below)"
@@ -129,9 +139,9 @@ inferno-flamegraph --title "toasty $commit node $node: ${workload[*]} (--cores $
 gzip -9 -c "$work/folded" >"$out/$name.folded.gz"
 
 python3 - "$work/folded" "$out/$name.top.txt" "$commit" "$node" "$cores" "$event" "$seconds" \
-    "${workload[*]}" "$load_start" "$load_record" "$work/loadgen.txt" <<'PY'
+    "${workload[*]}" "$load_start" "$load_record" "$work/loadgen.txt" "$roles" <<'PY'
 import collections, sys
-folded, out, commit, node, cores, event, seconds, workload, load_start, load_record, lg_txt = sys.argv[1:12]
+folded, out, commit, node, cores, event, seconds, workload, load_start, load_record, lg_txt, roles = sys.argv[1:13]
 self_time = collections.Counter()
 inclusive = collections.Counter()
 threads = collections.Counter()
@@ -149,11 +159,39 @@ for line in open(folded):
     # The first frame is the thread name; group "shard-0", "iou-wrk-123", ...
     t = frames[0]
     threads[t.rsplit("-", 1)[0] + "-*" if t.startswith("iou-wrk") else t] += n
+# Where the time goes, by area (inclusive; a sample counts once per area
+# whose pattern matches any of its frames, so the areas overlap).
+AREAS = [
+    ("S3 front end (toasty::shard::s3)", ["toasty::shard::s3"]),
+    ("HTTP parsing, SigV4, checksums (toasty::http)", ["toasty::http"]),
+    ("node transport (toasty::shard::transport)", ["toasty::shard::transport"]),
+    ("object client (toasty::client, client_driver)", ["toasty::client", "toasty::shard::client_driver"]),
+    ("VSR replica (toasty::vsr)", ["toasty::vsr"]),
+    ("chunk store (toasty::chunkstore, shard::chunks)", ["toasty::chunkstore", "toasty::shard::chunks"]),
+    ("WAL driver (shard::wal, shard::storage)", ["toasty::shard::wal", "toasty::shard::storage"]),
+    ("MD5 / SHA-256 / HMAC / CRC / xxh3", ["md5", "Md5", "sha2", "Sha256", "hmac", "Hmac", "crc32", "crc_fast", "xxh3"]),
+    ("allocator (malloc, free)", ["malloc", "_int_free", "__GI___libc_free", "cfree", "tcache_", "realloc", "unlink_chunk"]),
+    ("memcpy / memmove", ["memcpy", "memmove"]),
+    ("kernel: TCP send (tcp_sendmsg)", ["tcp_sendmsg"]),
+    ("kernel: TCP receive (tcp_recvmsg)", ["tcp_recvmsg"]),
+    ("kernel: softirq (loopback receive)", ["handle_softirqs", "net_rx_action"]),
+    ("kernel: io_uring_enter", ["io_uring_enter"]),
+    ("kernel: context switch (__schedule, finish_task_switch)", ["__schedule", "finish_task_switch"]),
+    ("kernel: disk (ext4, block, virtio notify)", ["ext4_", "blkdev_", "iowrite16", "virtqueue_"]),
+]
+area_time = collections.Counter()
+for line in open(folded):
+    stack, _, count = line.rstrip("\n").rpartition(" ")
+    if not stack:
+        continue
+    for name, patterns in AREAS:
+        if any(p in stack for p in patterns):
+            area_time[name] += int(count)
 # inferno weighs each sample by its period: nanoseconds for cpu-clock.
 unit = "ms" if event == "cpu-clock" else "Mcycles"
 def row(n, name):
     return f"  {100 * n / total:6.2f} %  {n / 1e6:>9.1f} {unit}  {name}"
-lines = [f"toasty {commit}, node {node}, --cores {cores}, workload: {workload}",
+lines = [f"toasty {commit}, node {node} ({roles}), --cores {cores}, workload: {workload}",
          f"perf record -F 999 -e {event}, {seconds} s: {total / 1e6:.1f} {unit} of CPU sampled "
          + (f"({total / 1e9 / float(seconds):.2f} cores); " if event == "cpu-clock" else "; ")
          + f"load average {load_start} at start, "
@@ -162,6 +200,8 @@ lines = [f"toasty {commit}, node {node}, --cores {cores}, workload: {workload}",
 lines += ["  " + l.rstrip() for l in open(lg_txt) if l.strip()]
 lines += ["", "CPU per thread:"]
 lines += [row(n, t) for t, n in threads.most_common()]
+lines += ["", "by area (inclusive, overlapping):"]
+lines += [row(area_time[name], name) for name, _ in AREAS]
 lines += ["", "top 25 frames by self time:"]
 lines += [row(n, f) for f, n in self_time.most_common(25)]
 lines += ["", "top 25 frames by inclusive time (frames under 95 % of all samples; the roots are left out):"]
