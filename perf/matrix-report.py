@@ -435,6 +435,21 @@ def main():
                     line.append(f"{r['mib_per_s']:,.0f} MiB/s, p50 {r['p50_ms']:.1f} ms")
             lines.append(line)
         md += md_table(["cell"] + toasty_targets + peer_targets, lines) + [""]
+    # A PUT that takes longer than --gc-grace-seconds may see its first
+    # chunks collected before its metadata commits: flag such cells.
+    grace_s = None
+    words = facts.get("cluster", {}).get("server_args", "").split()
+    if "--gc-grace-seconds" in words:
+        grace_s = float(words[words.index("--gc-grace-seconds") + 1])
+    outlived = [r for r in rows if grace_s and r["ok"] and r["target"].startswith("toasty")
+                and r["op"] in ("put", "mix") and r["max_ms"] > grace_s * 1000]
+    if outlived:
+        md += ["## Uploads that outlived the GC grace", "",
+               f"The server ran with `--gc-grace-seconds {grace_s:g}`; in these cells the slowest PUT took "
+               "longer, so chunks of an upload in flight could have been collected before it committed "
+               "(none of the cells' GETs failed verification, but these objects were not all read back):", ""]
+        md += [f"- {r['target']} {r['op']} {r['size']} c{r['concurrency']}: p50 {r['p50_ms'] / 1000:.1f} s, "
+               f"max {r['max_ms'] / 1000:.1f} s" for r in outlived] + [""]
     failed = [r for r in rows if not r["ok"] or r.get("ops_error")]
     if failed:
         md += ["## Errors", ""]
