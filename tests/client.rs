@@ -23,7 +23,12 @@ fn put(key: &str) -> Request {
         bucket_id: 1,
         key: key.as_bytes().to_vec(),
         condition: PutCondition::None,
-        object: ObjectMeta { size: 1, etag: b"e".to_vec(), inline_data: vec![1], ..ObjectMeta::default() },
+        object: ObjectMeta {
+            size: 1,
+            etag: b"e".to_vec(),
+            inline_data: vec![1],
+            ..ObjectMeta::default()
+        },
     }
 }
 
@@ -63,7 +68,10 @@ fn registered(group: u32) -> ObjectClient {
     let mut client = ObjectClient::new(config(), 42);
     let handle = client.write(group, put("warm-up")).expect("queued");
     let sends = client.take_sends();
-    let register = sends.iter().find(|s| s.message.header().operation == OPERATION_REGISTER).expect("registers first");
+    let register = sends
+        .iter()
+        .find(|s| s.message.header().operation == OPERATION_REGISTER)
+        .expect("registers first");
     client.on_message(reply_to(&register.message, 0, &Reply::ObjectPut { version: 0 }));
     // The queued write goes out as the session's first request.
     let sends = client.take_sends();
@@ -80,12 +88,15 @@ fn writes_queued_behind_a_busy_session_are_batched() {
     let first = client.write(1, put("a")).expect("queued");
     let sends = client.take_sends();
     assert_eq!(sends.len(), 1, "one request in flight per session");
-    let handles: Vec<_> = (0..5).map(|i| client.write(1, put(&format!("k{i}"))).expect("queued")).collect();
+    let handles: Vec<_> =
+        (0..5).map(|i| client.write(1, put(&format!("k{i}"))).expect("queued")).collect();
     assert!(client.take_sends().is_empty(), "the session is busy: the writes wait");
     client.on_message(reply_to(&sends[0].message, 0, &Reply::ObjectPut { version: 8 }));
     let batch = client.take_sends();
     assert_eq!(batch.len(), 1, "the waiting writes leave as one request");
-    let Ok(Request::Batch(requests)) = Request::decode(batch[0].message.header().operation, batch[0].message.body()) else {
+    let Ok(Request::Batch(requests)) =
+        Request::decode(batch[0].message.header().operation, batch[0].message.body())
+    else {
         panic!("a batch");
     };
     assert_eq!(requests.len(), 5);
@@ -102,7 +113,16 @@ fn writes_queued_behind_a_busy_session_are_batched() {
 #[test]
 fn a_timed_out_request_is_resent_to_the_next_replica_and_the_view_is_followed() {
     let mut client = registered(0);
-    client.write(0, Request::DeleteObject { bucket_id: 1, key: b"x".to_vec(), condition: DeleteCondition::None }).expect("queued");
+    client
+        .write(
+            0,
+            Request::DeleteObject {
+                bucket_id: 1,
+                key: b"x".to_vec(),
+                condition: DeleteCondition::None,
+            },
+        )
+        .expect("queued");
     let sent = client.take_sends();
     assert_eq!(sent[0].replica, 0, "group 0's primary in view 0 is replica 0");
     for _ in 0..config().request_timeout_ticks {
@@ -112,7 +132,11 @@ fn a_timed_out_request_is_resent_to_the_next_replica_and_the_view_is_followed() 
     let resent: Vec<Send> = client.take_sends().into_iter().filter(|s| s.group == 0).collect();
     assert_eq!(resent.len(), 1);
     assert_eq!(resent[0].replica, 1, "rotates to the next replica");
-    assert_eq!(resent[0].message.bytes(), sent[0].message.bytes(), "the very same bytes (exactly once is the replicas' job)");
+    assert_eq!(
+        resent[0].message.bytes(),
+        sent[0].message.bytes(),
+        "the very same bytes (exactly once is the replicas' job)"
+    );
     // A reply from view 2 names replica 2 as group 0's primary.
     client.on_message(reply_to(&resent[0].message, 2, &Reply::ObjectDeleted { existed: false }));
     client.write(0, put("next")).expect("queued");
@@ -165,13 +189,20 @@ fn a_chunk_write_completes_at_a_quorum_of_matching_acks() {
     let data = vec![0xab; 5000];
     let handle = client.chunk_write(1, 99, &data).expect("started");
     let sends: Vec<Send> = client.take_sends();
-    assert_eq!(sends.iter().map(|s| s.replica).collect::<Vec<_>>(), vec![0, 1, 2], "to every replica");
+    assert_eq!(
+        sends.iter().map(|s| s.replica).collect::<Vec<_>>(),
+        vec![0, 1, 2],
+        "to every replica"
+    );
     let crc = u64::from(crc32c::crc32c(&data));
     client.on_message(answer(&sends[0].message, Command::ChunkWriteOk, 0, crc ^ 1, &[]));
     client.on_message(answer(&sends[1].message, Command::ChunkWriteOk, 1, crc, &[]));
     assert!(client.take_completions().is_empty(), "a wrong crc is no ack; one ack is no quorum");
     client.on_message(answer(&sends[2].message, Command::ChunkWriteOk, 2, crc, &[]));
-    assert_eq!(client.take_completions(), vec![(handle, Ok(Outcome::ChunkWritten { crc32c: crc as u32 }))]);
+    assert_eq!(
+        client.take_completions(),
+        vec![(handle, Ok(Outcome::ChunkWritten { crc32c: crc as u32 }))]
+    );
 }
 
 #[test]
@@ -191,9 +222,17 @@ fn a_chunk_read_falls_back_past_bad_and_missing_copies() {
     client.on_message(answer(&second[0].message, Command::ChunkMissing, 2, 0, &[]));
     let third = client.take_sends();
     assert_eq!(third[0].replica, 0);
-    client.on_message(answer(&third[0].message, Command::ChunkData, 0, u64::from(chunk.crc32c), &data));
+    client.on_message(answer(
+        &third[0].message,
+        Command::ChunkData,
+        0,
+        u64::from(chunk.crc32c),
+        &data,
+    ));
     let completions = client.take_completions();
-    let [(done, Ok(Outcome::ChunkRead(message)))] = &completions[..] else { panic!("{completions:?}") };
+    let [(done, Ok(Outcome::ChunkRead(message)))] = &completions[..] else {
+        panic!("{completions:?}")
+    };
     assert_eq!(*done, handle);
     assert_eq!(message.body(), &data[..]);
     // All copies bad: ChunkUnavailable, not bytes.
@@ -220,7 +259,8 @@ fn deadlines_and_evictions_fail_operations_instead_of_hanging() {
     let again = client.take_sends();
     assert_eq!(again[0].message.header().operation, OPERATION_REGISTER, "registers again");
     // Nobody answers: the deadline fails the operation.
-    let handle = client.read(0, Request::HeadObject { bucket_id: 1, key: b"k".to_vec() }).expect("sent");
+    let handle =
+        client.read(0, Request::HeadObject { bucket_id: 1, key: b"k".to_vec() }).expect("sent");
     for _ in 0..config().deadline_ticks {
         client.on_tick();
     }

@@ -56,7 +56,11 @@ fn load_count(cluster: &Cluster, dir: &TempDir, run: &str, size: usize, count: u
         .output()
         .expect("run toasty-client load");
     eprintln!("load {run}: {}", String::from_utf8_lossy(&output.stdout).trim());
-    assert!(output.status.success(), "load {run} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "load {run} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Every ack of the log reads back with exactly its bytes.
@@ -211,7 +215,8 @@ fn corrupt_chunks_and_wal_are_repaired() {
     cluster.wait_ready();
     // Reads first from the damaged node: bad copies are never returned.
     verify(&cluster, &dir, victim);
-    cluster.wait_for("the damaged node to be repaired", Duration::from_secs(180), |c| c.converged());
+    cluster
+        .wait_for("the damaged node to be repaired", Duration::from_secs(180), |c| c.converged());
     let repairs: u64 =
         (0..CORES).filter_map(|shard| cluster.metric(victim, shard, "repairs_total")).sum();
     eprintln!("node {victim} repaired {repairs} chunks from its peers");

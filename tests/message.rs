@@ -1017,7 +1017,9 @@ fn chunk_rules() {
         assert_rule(command, "chunk: body on a command without one", |_, body| body.push(1));
     }
     for reason in [0, 5, u64::MAX] {
-        assert_rule(Command::ChunkRefused, "chunk_refused: unknown reason", |h, _| h.op.set(reason));
+        assert_rule(Command::ChunkRefused, "chunk_refused: unknown reason", |h, _| {
+            h.op.set(reason)
+        });
     }
     for command in [Command::ChunkWriteOk, Command::ChunkData] {
         assert_rule(command, "chunk: crc32c above u32", |h, _| h.op.set(1 << 32));

@@ -47,7 +47,11 @@ fn read_response(stream: &mut TcpStream) -> String {
             let head = String::from_utf8_lossy(&bytes[..end]).to_string();
             let length: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
                 .unwrap_or(0);
             if bytes.len() >= end + 4 + length {
                 return String::from_utf8_lossy(&bytes[..end + 4 + length]).to_string();
@@ -86,7 +90,14 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     let mut cluster = Cluster::new(&dir.0, 35000, 35500);
     cluster.extra_args = ["--http", &format!("127.0.0.1:{S3_PORT}"), "--anonymous"]
         .iter()
-        .chain(&["--http-idle-seconds", "2", "--gc-grace-seconds", "3", "--gc-interval-seconds", "1"])
+        .chain(&[
+            "--http-idle-seconds",
+            "2",
+            "--gc-grace-seconds",
+            "3",
+            "--gc-interval-seconds",
+            "1",
+        ])
         .map(|s| s.to_string())
         .collect();
     cluster.start_all();
@@ -101,11 +112,13 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert!(closed(&mut stream), "a connection with bad framing must close");
 
     // A head over 16 KiB: 431 (header section too large).
-    let huge = format!("GET /robust/x HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let huge =
+        format!("GET /robust/x HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     assert_eq!(status(&exchange(huge.as_bytes())), 431);
 
     // Two Content-Length headers (request smuggling shape): 400.
-    let double = b"PUT /robust/d HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+    let double =
+        b"PUT /robust/d HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
     assert_eq!(status(&exchange(double)), 400);
 
     // Bad XML to DeleteObjects: 400 MalformedXML.
@@ -123,12 +136,18 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     drop(stream);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(status(&exchange(&request("GET", "/robust/truncated", b""))), 404, "no partial object");
+    assert_eq!(
+        status(&exchange(&request("GET", "/robust/truncated", b""))),
+        404,
+        "no partial object"
+    );
     let written = total_chunks(&cluster);
     eprintln!("chunks before the truncated PUT {chunks_before}, after {written}");
-    cluster.wait_for("the abandoned upload's chunks to be collected", Duration::from_secs(60), |c| {
-        total_chunks(c) == chunks_before
-    });
+    cluster.wait_for(
+        "the abandoned upload's chunks to be collected",
+        Duration::from_secs(60),
+        |c| total_chunks(c) == chunks_before,
+    );
 
     // A slow client (half a request line, then silence) is cut off after
     // the idle time; the server keeps serving others meanwhile.

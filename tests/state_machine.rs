@@ -1439,7 +1439,6 @@ fn limit_objects_bytes_max() {
     assert!(ObjectStore::new(tight).restore(&snapshot).is_err());
 }
 
-
 // ---------------------------------------------------------------------------
 // Multipart uploads.
 
@@ -1465,7 +1464,14 @@ mod multipart {
         ChunkRef { id: [id; 16], length, crc32c: u32::from(id) }
     }
 
-    fn put(store: &mut ObjectStore, op: u64, bucket_id: u64, key: Vec<u8>, condition: PutCondition, meta: ObjectMeta) -> Reply {
+    fn put(
+        store: &mut ObjectStore,
+        op: u64,
+        bucket_id: u64,
+        key: Vec<u8>,
+        condition: PutCondition,
+        meta: ObjectMeta,
+    ) -> Reply {
         commit(store, op, &Request::PutObject { bucket_id, key, condition, object: meta })
     }
 
@@ -1477,12 +1483,21 @@ mod multipart {
     /// An upload with parts 1 (5 MiB, two chunks) and 2 (1 byte).
     fn upload(store: &mut ObjectStore) {
         let marker = ObjectMeta { size: 3, inline_data: b"key".to_vec(), ..ObjectMeta::default() };
-        assert!(matches!(put(store, 1, UPLOADS, upload_marker_key(b"u1"), PutCondition::IfNoneMatchStar, marker), Reply::ObjectPut { .. }));
+        assert!(matches!(
+            put(store, 1, UPLOADS, upload_marker_key(b"u1"), PutCondition::IfNoneMatchStar, marker),
+            Reply::ObjectPut { .. }
+        ));
         let exists = PutCondition::KeyExists(upload_marker_key(b"u1"));
         let big = part_meta(vec![chunk(1, 4 << 20), chunk(2, 1 << 20)], b"e1");
-        assert!(matches!(put(store, 2, UPLOADS, upload_part_key(b"u1", 1), exists.clone(), big), Reply::ObjectPut { .. }));
+        assert!(matches!(
+            put(store, 2, UPLOADS, upload_part_key(b"u1", 1), exists.clone(), big),
+            Reply::ObjectPut { .. }
+        ));
         let small = part_meta(vec![chunk(3, 1)], b"e2");
-        assert!(matches!(put(store, 3, UPLOADS, upload_part_key(b"u1", 2), exists, small), Reply::ObjectPut { .. }));
+        assert!(matches!(
+            put(store, 3, UPLOADS, upload_part_key(b"u1", 2), exists, small),
+            Reply::ObjectPut { .. }
+        ));
     }
 
     fn complete(parts: Vec<(u16, &[u8])>) -> Request {
@@ -1502,15 +1517,23 @@ mod multipart {
     fn complete_assembles_and_removes_the_upload() {
         let mut store = ObjectStore::new(LIMITS);
         upload(&mut store);
-        assert_eq!(commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"e2")])), Reply::ObjectPut { version: 4 });
-        let Reply::Object(object) = query(&store, &Request::HeadObject { bucket_id: BUCKET, key: b"key".to_vec() }) else {
+        assert_eq!(
+            commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"e2")])),
+            Reply::ObjectPut { version: 4 }
+        );
+        let Reply::Object(object) =
+            query(&store, &Request::HeadObject { bucket_id: BUCKET, key: b"key".to_vec() })
+        else {
             panic!("the object exists")
         };
         assert_eq!(object.meta.chunks, vec![chunk(1, 4 << 20), chunk(2, 1 << 20), chunk(3, 1)]);
         assert_eq!(object.meta.size, (5 << 20) + 1);
         assert_eq!(object.meta.etag, b"final-2".to_vec());
         assert_eq!(store.object_count(), 1, "marker and parts are gone");
-        assert_eq!(commit(&mut store, 5, &complete(vec![(1, b"e1"), (2, b"e2")])), Reply::NoSuchUpload);
+        assert_eq!(
+            commit(&mut store, 5, &complete(vec![(1, b"e1"), (2, b"e2")])),
+            Reply::NoSuchUpload
+        );
     }
 
     /// Fails if a wrong ETag, a missing part or a small middle part is
@@ -1519,17 +1542,35 @@ mod multipart {
     fn complete_rejects_bad_parts_and_keeps_the_upload() {
         let mut store = ObjectStore::new(LIMITS);
         upload(&mut store);
-        assert_eq!(commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"xx")])), Reply::InvalidPart { index: 1 });
-        assert_eq!(commit(&mut store, 5, &complete(vec![(1, b"e1"), (3, b"e2")])), Reply::InvalidPart { index: 1 });
+        assert_eq!(
+            commit(&mut store, 4, &complete(vec![(1, b"e1"), (2, b"xx")])),
+            Reply::InvalidPart { index: 1 }
+        );
+        assert_eq!(
+            commit(&mut store, 5, &complete(vec![(1, b"e1"), (3, b"e2")])),
+            Reply::InvalidPart { index: 1 }
+        );
         // Existence is judged before sizes: a missing part 3 is InvalidPart
         // even though part 2, before it, is small.
-        assert_eq!(commit(&mut store, 6, &complete(vec![(2, b"e2"), (3, b"e3")])), Reply::InvalidPart { index: 1 });
+        assert_eq!(
+            commit(&mut store, 6, &complete(vec![(2, b"e2"), (3, b"e3")])),
+            Reply::InvalidPart { index: 1 }
+        );
         let exists = PutCondition::KeyExists(upload_marker_key(b"u1"));
         let third = part_meta(vec![chunk(4, 1)], b"e3");
-        assert!(matches!(put(&mut store, 7, UPLOADS, upload_part_key(b"u1", 3), exists, third), Reply::ObjectPut { .. }));
-        assert_eq!(commit(&mut store, 8, &complete(vec![(2, b"e2"), (3, b"e3")])), Reply::EntityTooSmall { index: 0 });
+        assert!(matches!(
+            put(&mut store, 7, UPLOADS, upload_part_key(b"u1", 3), exists, third),
+            Reply::ObjectPut { .. }
+        ));
+        assert_eq!(
+            commit(&mut store, 8, &complete(vec![(2, b"e2"), (3, b"e3")])),
+            Reply::EntityTooSmall { index: 0 }
+        );
         assert_eq!(store.object_count(), 4, "the upload is intact");
-        assert_eq!(commit(&mut store, 9, &complete(vec![(1, b"e1")])), Reply::ObjectPut { version: 9 });
+        assert_eq!(
+            commit(&mut store, 9, &complete(vec![(1, b"e1")])),
+            Reply::ObjectPut { version: 9 }
+        );
         assert_eq!(store.object_count(), 1, "unlisted parts are removed too");
     }
 
@@ -1541,7 +1582,10 @@ mod multipart {
         let exists = PutCondition::KeyExists(upload_marker_key(b"u9"));
         let part = part_meta(vec![chunk(1, 10)], b"e");
         let mut scratch = ObjectStore::new(LIMITS);
-        assert_eq!(put(&mut scratch, 1, UPLOADS, upload_part_key(b"u9", 1), exists, part), Reply::PreconditionFailed);
+        assert_eq!(
+            put(&mut scratch, 1, UPLOADS, upload_part_key(b"u9", 1), exists, part),
+            Reply::PreconditionFailed
+        );
         upload(&mut store);
         let abort = Request::AbortMultipart { bucket_id: BUCKET, upload_id: b"u1".to_vec() };
         assert_eq!(commit(&mut store, 4, &abort), Reply::ObjectDeleted { existed: true });
@@ -1553,13 +1597,20 @@ mod multipart {
     /// Fails if the new operations do not survive encode → decode.
     #[test]
     fn codec_roundtrip() {
-        for request in [complete(vec![(1, b"e1"), (10_000, b"e")]), Request::AbortMultipart { bucket_id: 1, upload_id: b"x".to_vec() }] {
+        for request in [
+            complete(vec![(1, b"e1"), (10_000, b"e")]),
+            Request::AbortMultipart { bucket_id: 1, upload_id: b"x".to_vec() },
+        ] {
             let mut body = Vec::new();
             let operation = request.encode(&mut body);
             assert_eq!(Request::decode(operation, &body), Ok(request.clone()));
             assert_eq!(request.validate(), Ok(()));
         }
-        for reply in [Reply::NoSuchUpload, Reply::InvalidPart { index: 9 }, Reply::EntityTooSmall { index: 3 }] {
+        for reply in [
+            Reply::NoSuchUpload,
+            Reply::InvalidPart { index: 9 },
+            Reply::EntityTooSmall { index: 3 },
+        ] {
             let mut body = Vec::new();
             reply.encode(&mut body);
             assert_eq!(Reply::decode(&body), Ok(reply));

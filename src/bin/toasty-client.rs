@@ -196,10 +196,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             match driver.object_get(id, key.as_bytes()).await.map_err(|e| e.to_string())? {
                 None => Err(format!("{bucket}/{key}: no such key")),
                 Some((object, data)) => {
-                    println!("{} bytes, version {}, etag {}", data.len(), object.version,
-                        String::from_utf8_lossy(&object.meta.etag));
+                    println!(
+                        "{} bytes, version {}, etag {}",
+                        data.len(),
+                        object.version,
+                        String::from_utf8_lossy(&object.meta.etag)
+                    );
                     if let Some(out) = out {
-                        std::fs::write(&out, &data).map_err(|e| format!("{}: {e}", out.display()))?;
+                        std::fs::write(&out, &data)
+                            .map_err(|e| format!("{}: {e}", out.display()))?;
                     }
                     Ok(())
                 }
@@ -207,7 +212,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Delete { bucket, key } => {
             let id = bucket_id(&driver, &bucket).await?;
-            let reply = driver.object_delete(id, key.as_bytes()).await.map_err(|e| e.to_string())?;
+            let reply =
+                driver.object_delete(id, key.as_bytes()).await.map_err(|e| e.to_string())?;
             println!("{reply:?}");
             Ok(())
         }
@@ -270,7 +276,12 @@ fn contents(key: &str, size: usize) -> Vec<u8> {
     data
 }
 
-async fn put(driver: &ClientDriver, bucket_id: u64, key: &str, data: &[u8]) -> Result<Reply, String> {
+async fn put(
+    driver: &ClientDriver,
+    bucket_id: u64,
+    key: &str,
+    data: &[u8],
+) -> Result<Reply, String> {
     let meta = ObjectMeta {
         etag: format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(data)).into_bytes(),
         content_type: b"application/octet-stream".to_vec(),
@@ -306,7 +317,10 @@ async fn load(driver: Rc<ClientDriver>, args: LoadArgs) -> Result<(), String> {
     let bucket = bucket_ensure(&driver, &args.bucket).await?;
     let ack_log = match &args.ack_log {
         Some(path) => Some(
-            std::fs::OpenOptions::new().create(true).append(true).open(path)
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?,
         ),
         None => None,
@@ -316,7 +330,8 @@ async fn load(driver: Rc<ClientDriver>, args: LoadArgs) -> Result<(), String> {
         prefill(&driver, bucket, &args, &state).await?;
     }
     let histogram = Rc::new(RefCell::new(
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|e| e.to_string())?,
     ));
     let started = Instant::now();
     let seconds = if args.count.is_some() { 3600.0 } else { args.seconds };
@@ -335,7 +350,10 @@ async fn load(driver: Rc<ClientDriver>, args: LoadArgs) -> Result<(), String> {
     let seconds = started.elapsed().as_secs_f64();
     report(&args, &state.borrow(), &histogram.borrow(), seconds, &driver);
     if state.borrow().verify_failures > 0 {
-        return Err(format!("{} GET bodies differed from what was put", state.borrow().verify_failures));
+        return Err(format!(
+            "{} GET bodies differed from what was put",
+            state.borrow().verify_failures
+        ));
     }
     Ok(())
 }
@@ -533,11 +551,14 @@ async fn verify(
                     let good =
                         matches!(&result, Ok(Some((_, data))) if *data == contents(&key, size));
                     if !good {
-                        lost.borrow_mut().push(format!("{key} ({})", match result {
-                            Ok(None) => "missing".to_string(),
-                            Ok(Some(_)) => "wrong bytes".to_string(),
-                            Err(e) => e.to_string(),
-                        }));
+                        lost.borrow_mut().push(format!(
+                            "{key} ({})",
+                            match result {
+                                Ok(None) => "missing".to_string(),
+                                Ok(Some(_)) => "wrong bytes".to_string(),
+                                Err(e) => e.to_string(),
+                            }
+                        ));
                     }
                 })
             })
@@ -548,9 +569,17 @@ async fn verify(
     }
     let lost = lost.borrow();
     if !lost.is_empty() {
-        println!("LOST {} of {}: {}", lost.len(), entries.len(),
-            lost.iter().take(20).cloned().collect::<Vec<_>>().join(", "));
-        return Err(format!("{} of {} acknowledged objects lost or wrong", lost.len(), entries.len()));
+        println!(
+            "LOST {} of {}: {}",
+            lost.len(),
+            entries.len(),
+            lost.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+        );
+        return Err(format!(
+            "{} of {} acknowledged objects lost or wrong",
+            lost.len(),
+            entries.len()
+        ));
     }
     let stats = driver.stats();
     println!(

@@ -116,12 +116,20 @@ fn main() -> ExitCode {
             let result: Result<(), String> = match built {
                 Err(error) => Err(format!("cannot start a glommio executor: {error}")),
                 Ok(ex) => ex.run(async move {
-                    let mut client = ClientConfig::production(cluster_id(&cluster), peers.len() as u8, cores);
+                    let mut client =
+                        ClientConfig::production(cluster_id(&cluster), peers.len() as u8, cores);
                     client.sessions_per_group = config.sessions_per_group;
                     let limits = TransportLimits::new((8 << 20) + HEADER_SIZE);
                     let seed = toasty::shard::random::random_u128() ^ u128::from(executor);
-                    let options = DriverOptions { preferred_replica: prefer, ..DriverOptions::default() };
-                    let driver = ClientDriver::start(client, replica_addrs(&peers, cores), limits, seed, options);
+                    let options =
+                        DriverOptions { preferred_replica: prefer, ..DriverOptions::default() };
+                    let driver = ClientDriver::start(
+                        client,
+                        replica_addrs(&peers, cores),
+                        limits,
+                        seed,
+                        options,
+                    );
                     serve(http, S3Context::new(driver, config, log))?;
                     // Serve until killed.
                     loop {
@@ -136,7 +144,12 @@ fn main() -> ExitCode {
             }
         }));
     }
-    log.info(format!("proxy for {} nodes x {} groups on http://{}", cli.peers.len(), cli.cores, cli.http));
+    log.info(format!(
+        "proxy for {} nodes x {} groups on http://{}",
+        cli.peers.len(),
+        cli.cores,
+        cli.http
+    ));
     for thread in threads {
         let _ = thread.join();
     }

@@ -22,13 +22,13 @@ use std::time::Duration;
 use clap::Parser;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use toasty::client::cluster_id;
-use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
 use toasty::chunkstore::service::ChunkServiceConfig;
-use toasty::shard::chunks::file_size;
-use toasty::shard::log::Log;
+use toasty::client::cluster_id;
 use toasty::http::request::Limits;
 use toasty::http::router::RouterConfig;
+use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
+use toasty::shard::chunks::file_size;
+use toasty::shard::log::Log;
 use toasty::shard::metrics::{self, NodeStatus};
 use toasty::shard::s3::S3Config;
 use toasty::shard::server::{self, frame_size_max, ShardParams};
@@ -47,10 +47,7 @@ const CHUNKS_PER_OBJECT_MAX: usize = 1024;
 const INLINE_SIZE_MAX: usize = 4096;
 
 #[derive(Parser, Debug)]
-#[command(
-    about = "One node of a toasty cluster (see ARCHITECTURE.md)",
-    args_override_self = true
-)]
+#[command(about = "One node of a toasty cluster (see ARCHITECTURE.md)", args_override_self = true)]
 struct Cli {
     /// A file of `key = value` lines with the same settings as the flags
     /// (e.g. `peers = 10.0.0.1:4000,10.0.0.2:4000,10.0.0.3:4000`); flags
@@ -341,7 +338,10 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
     }
     log.info(format!(
         "node {} of {replica_count}, {} shard(s), cluster {:?}, data {}",
-        cli.node, cli.cores, cli.cluster, cli.data.display()
+        cli.node,
+        cli.cores,
+        cli.cluster,
+        cli.data.display()
     ));
     start_shards(shard_params, placements, cli.io_memory, log)
 }
@@ -404,8 +404,8 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
 /// Shard k's replica address on a node with base address `base`.
 fn shard_addr(base: SocketAddr, group: u32) -> Result<SocketAddr, String> {
     let port = u32::from(base.port()) + group;
-    let port = u16::try_from(port)
-        .map_err(|_| format!("{base}: base port + {group} is above 65535"))?;
+    let port =
+        u16::try_from(port).map_err(|_| format!("{base}: base port + {group} is above 65535"))?;
     Ok(SocketAddr::new(base.ip(), port))
 }
 

@@ -268,7 +268,13 @@ impl ChunkService {
         }
     }
 
-    fn refuse(&mut self, conn: ConnId, request: &Header, why: ChunkRefusal, out: &mut Vec<ChunkOut>) {
+    fn refuse(
+        &mut self,
+        conn: ConnId,
+        request: &Header,
+        why: ChunkRefusal,
+        out: &mut Vec<ChunkOut>,
+    ) {
         self.stats.refused += 1;
         let mut header = self.header(
             Command::ChunkRefused,
@@ -497,7 +503,8 @@ impl ChunkService {
             return; // ChunkMissing: the next round asks another peer.
         }
         let body = message.body();
-        if body.len() != missing.chunk.length as usize || crc32c::crc32c(body) != missing.chunk.crc32c
+        if body.len() != missing.chunk.length as usize
+            || crc32c::crc32c(body) != missing.chunk.crc32c
         {
             self.stats.checksum_failures += 1;
             return;
@@ -516,8 +523,12 @@ impl ChunkService {
     fn repair_round(&mut self, store: &ChunkStore, out: &mut Vec<ChunkOut>) {
         let tick = self.tick;
         let config = self.config;
-        let mut visit: Vec<u128> =
-            self.missing.range(self.repair_cursor..).map(|(id, _)| *id).take(REPAIR_SCAN_MAX).collect();
+        let mut visit: Vec<u128> = self
+            .missing
+            .range(self.repair_cursor..)
+            .map(|(id, _)| *id)
+            .take(REPAIR_SCAN_MAX)
+            .collect();
         if visit.len() < REPAIR_SCAN_MAX {
             let more = REPAIR_SCAN_MAX - visit.len();
             visit.extend(self.missing.range(..self.repair_cursor).map(|(id, _)| *id).take(more));
@@ -632,4 +643,3 @@ impl ChunkService {
         self.queues_drive(store, out);
     }
 }
-

@@ -785,7 +785,8 @@ impl ObjectClient {
                 }
                 let state = &mut self.groups[*group as usize];
                 let timeout = self.config.request_timeout_ticks;
-                let primary_alive = state.primary_heard_tick.is_some_and(|heard| tick < heard + timeout);
+                let primary_alive =
+                    state.primary_heard_tick.is_some_and(|heard| tick < heard + timeout);
                 if state.primary == *target && !primary_alive {
                     state.primary = (state.primary + 1) % self.config.replica_count;
                 }
@@ -803,7 +804,11 @@ impl ObjectClient {
                 for (replica, acked) in state.acked.iter().enumerate() {
                     if !acked && !state.refused[replica] {
                         let message = state.message.clone();
-                        self.sends.push(Send { group: state.group, replica: replica as u8, message });
+                        self.sends.push(Send {
+                            group: state.group,
+                            replica: replica as u8,
+                            message,
+                        });
                         self.stats.resends += 1;
                     }
                 }

@@ -119,8 +119,10 @@ pub fn format_http_date(unix_secs: i64, out: &mut Vec<u8>) {
 /// seconds. `None` for anything else (RFC 9110 lets a recipient ignore a
 /// conditional header whose date it cannot parse).
 pub fn parse_http_date(text: &[u8]) -> Option<i64> {
-    const MONTHS: [&[u8]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
     let text = text.trim_ascii();
     if text.len() != 29 || text.get(3) != Some(&b',') || !text.ends_with(b" GMT") {
         return None;
@@ -154,7 +156,12 @@ mod tests {
             assert_eq!(parse_http_date(&text), Some(seconds), "{}", String::from_utf8_lossy(&text));
         }
         assert_eq!(parse_http_date(b"Fri, 24 May 2013 00:00:00 GMT"), Some(1_369_353_600));
-        for bad in [&b"Fri, 31 Feb 2013 00:00:00 GMT"[..], b"Fri, 24 Mey 2013 00:00:00 GMT", b"yesterday", b""] {
+        for bad in [
+            &b"Fri, 31 Feb 2013 00:00:00 GMT"[..],
+            b"Fri, 24 Mey 2013 00:00:00 GMT",
+            b"yesterday",
+            b"",
+        ] {
             assert_eq!(parse_http_date(bad), None);
         }
     }

@@ -834,7 +834,8 @@ mod tests {
             encoding_url: false,
         };
         let uploads = [UploadEntry { key: "k", upload_id: "u", initiated_ms: 5 }];
-        let parts = [PartEntry { part_number: 3, last_modified_ms: 9, etag: "p", size: 5, checksums: &[] }];
+        let parts =
+            [PartEntry { part_number: 3, last_modified_ms: 9, etag: "p", size: 5, checksums: &[] }];
         let mut bodies: Vec<(Vec<u8>, &str)> = Vec::new();
         let mut out = Vec::new();
         write_list_buckets(&mut out, &OWNER, &[BucketEntry { name: "b", created_ms: 0 }]);

@@ -85,7 +85,13 @@ impl ClientDriver {
                 group
                     .iter()
                     .map(|addr| {
-                        transport::link_start(*addr, ids.clone(), &inbox, limits, Rc::new(|_: &Conn| {}))
+                        transport::link_start(
+                            *addr,
+                            ids.clone(),
+                            &inbox,
+                            limits,
+                            Rc::new(|_: &Conn| {}),
+                        )
                     })
                     .collect()
             })
@@ -146,7 +152,8 @@ impl ClientDriver {
         let now = Instant::now();
         if now >= tick_next {
             client.on_tick();
-            tick_next = if now > tick_next + self.tick { now + self.tick } else { tick_next + self.tick };
+            tick_next =
+                if now > tick_next + self.tick { now + self.tick } else { tick_next + self.tick };
         }
         drop(client);
         self.flush();
@@ -241,7 +248,10 @@ impl ClientDriver {
     }
 
     /// The crc32c of a chunk once a quorum has it durable.
-    pub async fn chunk_written(&self, handle: Result<Handle, ClientError>) -> Result<u32, ClientError> {
+    pub async fn chunk_written(
+        &self,
+        handle: Result<Handle, ClientError>,
+    ) -> Result<u32, ClientError> {
         match self.wait(handle).await? {
             Outcome::ChunkWritten { crc32c } => Ok(crc32c),
             _ => Err(ClientError::BadReply),
@@ -255,7 +265,8 @@ impl ClientDriver {
 
     /// Start reading one chunk; `chunk_read_done` waits for its bytes.
     pub fn chunk_read_start(&self, group: u32, chunk: ChunkRef) -> Result<Handle, ClientError> {
-        let handle = self.client.borrow_mut().chunk_read(group, chunk, self.options.preferred_replica);
+        let handle =
+            self.client.borrow_mut().chunk_read(group, chunk, self.options.preferred_replica);
         self.flush();
         handle
     }
@@ -334,7 +345,9 @@ impl ClientDriver {
         let pieces: Vec<&[u8]> = data.chunks(self.options.chunk_size).collect();
         let ids: Vec<u128> = pieces.iter().map(|_| chunk_ids()).collect();
         let mut chunks = Vec::with_capacity(pieces.len());
-        for (window, ids) in pieces.chunks(OBJECT_CHUNKS_IN_FLIGHT).zip(ids.chunks(OBJECT_CHUNKS_IN_FLIGHT)) {
+        for (window, ids) in
+            pieces.chunks(OBJECT_CHUNKS_IN_FLIGHT).zip(ids.chunks(OBJECT_CHUNKS_IN_FLIGHT))
+        {
             let writes: Vec<_> = window
                 .iter()
                 .zip(ids)
@@ -378,8 +391,11 @@ impl ClientDriver {
 
     pub async fn object_delete(&self, bucket_id: u64, key: &[u8]) -> Result<Reply, ClientError> {
         let group = self.group_of(bucket_id, key);
-        let request =
-            Request::DeleteObject { bucket_id, key: key.to_vec(), condition: DeleteCondition::None };
+        let request = Request::DeleteObject {
+            bucket_id,
+            key: key.to_vec(),
+            condition: DeleteCondition::None,
+        };
         self.write(group, request).await
     }
 

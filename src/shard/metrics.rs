@@ -140,7 +140,10 @@ impl NodeStatus {
             }
         }
         for (name, pick) in [
-            ("commit_latency_us", (|s: &ShardStatus| &s.commit_latency) as fn(&ShardStatus) -> &Histogram),
+            (
+                "commit_latency_us",
+                (|s: &ShardStatus| &s.commit_latency) as fn(&ShardStatus) -> &Histogram,
+            ),
             ("chunk_write_latency_us", |s: &ShardStatus| &s.chunk_write_latency),
         ] {
             out.push_str(&format!("# TYPE toasty_{name} histogram\n"));

@@ -28,13 +28,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::net::TcpListener;
 
-use crate::chunkstore::service::{ChunkOut, ChunkService, ChunkServiceConfig};
 use super::chunks::{ChunkDriver, ChunkFiles};
 use super::log::Log;
 use super::metrics::ShardStatus;
 use super::storage::ReplicaFile;
 use super::transport::{self, Conn, ConnId, ConnIds, Inbox, Link, SharedInbox, TransportLimits};
 use super::wal::WalDriver;
+use crate::chunkstore::service::{ChunkOut, ChunkService, ChunkServiceConfig};
 use crate::chunkstore::{self, ChunkStore};
 use crate::vsr::config::Config;
 use crate::vsr::message::{Command, Message, HEADER_SIZE};
@@ -98,8 +98,11 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
     let dir = params.data_dir.clone();
     let layout = params.vsr.layout();
     if !ReplicaFile::exists(&dir) {
-        log.info(format!("formatting {} ({} MiB)", ReplicaFile::path_in(&dir).display(),
-            super::storage::ZoneOffsets::new(&layout).total >> 20));
+        log.info(format!(
+            "formatting {} ({} MiB)",
+            ReplicaFile::path_in(&dir).display(),
+            super::storage::ZoneOffsets::new(&layout).total >> 20
+        ));
         let formatted = format(&params.vsr, &ObjectStore::new(params.limits));
         ReplicaFile::create(&dir, layout, &formatted).await.map_err(|e| e.to_string())?;
     }
@@ -110,12 +113,17 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
         Replica::open(params.vsr.clone(), ObjectStore::new(params.limits), &mut reader, seed)
             .map_err(|e| format!("{}: cannot open the replica: {e:?}", file.path().display()))?;
     if reader.errors > 0 {
-        log.warn(format!("{} read errors opening the replica file (repaired from peers)",
-            reader.errors));
+        log.warn(format!(
+            "{} read errors opening the replica file (repaired from peers)",
+            reader.errors
+        ));
     }
     if !ChunkFiles::exists(&dir) {
-        log.info(format!("formatting {} ({} MiB)", ChunkFiles::path_in(&dir).display(),
-            super::chunks::file_size(&params.chunks) >> 20));
+        log.info(format!(
+            "formatting {} ({} MiB)",
+            ChunkFiles::path_in(&dir).display(),
+            super::chunks::file_size(&params.chunks) >> 20
+        ));
         ChunkFiles::create(&dir, &params.chunks).await.map_err(|e| e.to_string())?;
     }
     let files = ChunkFiles::open(&dir, &params.chunks).await.map_err(|e| e.to_string())?;
@@ -123,7 +131,11 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
     log.info(format!("chunk store: {}", recovered.summary()));
     log.info(format!(
         "replica {} of group {}: view {} op {} commit {} checkpoint {}",
-        params.node, params.group, replica.view(), replica.op(), replica.commit_min(),
+        params.node,
+        params.group,
+        replica.view(),
+        replica.op(),
+        replica.commit_min(),
         replica.checkpoint_op()
     ));
     let inbox = Inbox::new(&params.transport);
@@ -136,7 +148,13 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
         .enumerate()
         .map(|(index, addr)| {
             (index != params.node as usize).then(|| {
-                transport::link_start(*addr, ids.clone(), &inbox, params.transport, Rc::new(|_: &Conn| {}))
+                transport::link_start(
+                    *addr,
+                    ids.clone(),
+                    &inbox,
+                    params.transport,
+                    Rc::new(|_: &Conn| {}),
+                )
             })
         })
         .collect();
@@ -177,7 +195,8 @@ fn front_end_start(
 ) -> Result<(), String> {
     use super::client_driver::{replica_addrs, ClientDriver, DriverOptions};
     let replica_count = params.peer_bases.len() as u8;
-    let mut client = crate::client::ClientConfig::production(params.cluster, replica_count, params.group_count);
+    let mut client =
+        crate::client::ClientConfig::production(params.cluster, replica_count, params.group_count);
     client.message_size_max = params.vsr.message_size_max as usize;
     client.sessions_per_group = config.sessions_per_group;
     let options = DriverOptions {
@@ -306,8 +325,7 @@ impl Shard {
         }
         let ready = poll_fn(|context| {
             let mut inbox = self.inbox.borrow_mut();
-            if !inbox.is_empty() || self.wal.has_durable() || self.chunk_driver.has_completions()
-            {
+            if !inbox.is_empty() || self.wal.has_durable() || self.chunk_driver.has_completions() {
                 return Poll::Ready(Ok::<(), glommio::GlommioError<()>>(()));
             }
             inbox.register_owner(context.waker());
@@ -350,8 +368,7 @@ impl Shard {
 
     fn on_message(&mut self, conn: ConnId, message: Message) {
         let header = *message.header();
-        if header.cluster.get() != self.params.cluster || header.group.get() != self.params.group
-        {
+        if header.cluster.get() != self.params.cluster || header.group.get() != self.params.group {
             return self.drop_message();
         }
         let replica_size_max = self.params.vsr.message_size_max as usize;
@@ -399,8 +416,10 @@ impl Shard {
 
     fn wal_completions(&mut self) -> Result<(), String> {
         let durable = self.wal.take_durable().map_err(|e| {
-            format!("{e}; stopping: this replica can no longer keep its promises (it \
-                     recovers from its peers at restart)")
+            format!(
+                "{e}; stopping: this replica can no longer keep its promises (it \
+                     recovers from its peers at restart)"
+            )
         })?;
         for id in durable {
             self.replica.on_write_done(id);
@@ -454,10 +473,13 @@ impl Shard {
                     Action::Write(write) => self.wal.submit(write),
                     Action::Send { target: Target::Replica(replica), message } => {
                         if message.command() == Command::Prepare && self.replica.is_primary() {
-                            self.commit_started.entry(message.header().op.get())
+                            self.commit_started
+                                .entry(message.header().op.get())
                                 .or_insert_with(Instant::now);
                         }
-                        let sent = self.links.get(replica as usize)
+                        let sent = self
+                            .links
+                            .get(replica as usize)
                             .and_then(|link| link.as_ref())
                             .is_some_and(|link| link.send(message));
                         if !sent {
@@ -532,7 +554,9 @@ impl Shard {
                     }
                 }
                 ChunkOut::Replica(replica, message) => {
-                    let sent = self.links.get(replica as usize)
+                    let sent = self
+                        .links
+                        .get(replica as usize)
                         .and_then(|link| link.as_ref())
                         .is_some_and(|link| link.send(message));
                     if !sent {
@@ -550,11 +574,14 @@ impl Shard {
             field.store(value, Ordering::Relaxed)
         };
         set(&s.primary, u64::from(r.is_primary()));
-        set(&s.status, match r.status() {
-            Status::Normal => 0,
-            Status::ViewChange => 1,
-            Status::RecoveringHead => 2,
-        });
+        set(
+            &s.status,
+            match r.status() {
+                Status::Normal => 0,
+                Status::ViewChange => 1,
+                Status::RecoveringHead => 2,
+            },
+        );
         set(&s.view, u64::from(r.view()));
         set(&s.op, r.op());
         set(&s.commit, r.commit_min());

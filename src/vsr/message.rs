@@ -400,7 +400,11 @@ impl Header {
             _ => unreachable!("not a chunk command"),
         };
         if body != body_expected {
-            return Some(if body { "chunk: body on a command without one" } else { "chunk: no bytes" });
+            return Some(if body {
+                "chunk: body on a command without one"
+            } else {
+                "chunk: no bytes"
+            });
         }
         if op_is_crc && self.op.get() > u64::from(u32::MAX) {
             return Some("chunk: crc32c above u32");

@@ -126,7 +126,11 @@ impl Cluster {
     /// `toasty-client wait`: every group answers a linearizable read.
     pub fn wait_ready(&self) {
         let status = self.client().args(["wait", "--seconds", "120"]).status().expect("run wait");
-        assert!(status.success(), "the cluster did not become ready; logs in {}", self.dir.display());
+        assert!(
+            status.success(),
+            "the cluster did not become ready; logs in {}",
+            self.dir.display()
+        );
     }
 
     /// The status of every shard of `node`, or None if it does not answer.
@@ -200,7 +204,10 @@ impl Cluster {
     /// replicas' commit points differ by a few ops at any instant).
     pub fn caught_up(&self, node: usize, commits: &[u64]) -> bool {
         self.status(node).is_some_and(|shards| {
-            shards.iter().zip(commits).all(|(shard, commit)| shard.normal && shard.commit >= *commit)
+            shards
+                .iter()
+                .zip(commits)
+                .all(|(shard, commit)| shard.normal && shard.commit >= *commit)
         })
     }
 
@@ -214,7 +221,9 @@ impl Cluster {
         (0..CORES as usize).all(|group| {
             let shards: Vec<&ShardView> = statuses.iter().map(|s| &s[group]).collect();
             shards.iter().all(|s| s.normal && s.chunks_missing == 0)
-                && shards.iter().all(|s| s.commit == shards[0].commit && s.chunks == shards[0].chunks)
+                && shards
+                    .iter()
+                    .all(|s| s.commit == shards[0].commit && s.chunks == shards[0].chunks)
         })
     }
 }
@@ -258,7 +267,8 @@ pub fn acks(path: &Path) -> Vec<(String, u128, u32)> {
 /// Flip one byte at each of `offsets` of `path` (a disk fault).
 pub fn flip_bytes(path: &Path, offsets: &[u64]) {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open to corrupt");
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open to corrupt");
     for offset in offsets {
         let mut byte = [0u8; 1];
         file.read_exact_at(&mut byte, *offset).expect("read a byte");

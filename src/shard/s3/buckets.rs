@@ -10,7 +10,9 @@
 
 use super::conn::{Body, HttpConn};
 use super::{client_error, limit_error, unexpected, Responder, S3Context};
-use crate::http::checksum::{base64_decode, base64_encode, hex_lower, verify_content_md5, Md5Hasher};
+use crate::http::checksum::{
+    base64_decode, base64_encode, hex_lower, verify_content_md5, Md5Hasher,
+};
 use crate::http::error::{S3Error, S3ErrorCode};
 use crate::http::request::RequestHead;
 use crate::http::router::{ListObjectsV1, ListObjectsV2};
@@ -23,7 +25,11 @@ use crate::vsr::state_machine::{DeleteCondition, Reply, Request, KEY_SIZE_MAX, L
 pub(super) const OWNER: Owner<'static> = Owner { id: "toasty", display_name: "toasty" };
 
 /// Read a small body whole (XML requests), refusing one over `bytes_max`.
-async fn body_small(conn: &mut HttpConn, body: &mut Body, bytes_max: usize) -> Result<Vec<u8>, S3Error> {
+async fn body_small(
+    conn: &mut HttpConn,
+    body: &mut Body,
+    bytes_max: usize,
+) -> Result<Vec<u8>, S3Error> {
     let mut data = Vec::new();
     loop {
         let room = (bytes_max + 1).saturating_sub(data.len()).max(1);
@@ -36,10 +42,15 @@ async fn body_small(conn: &mut HttpConn, body: &mut Body, bytes_max: usize) -> R
     }
 }
 
-pub(super) async fn list_buckets(context: &S3Context, conn: &mut HttpConn, r: &Responder<'_>) -> Result<(), S3Error> {
+pub(super) async fn list_buckets(
+    context: &S3Context,
+    conn: &mut HttpConn,
+    r: &Responder<'_>,
+) -> Result<(), S3Error> {
     let reply = context.driver.read(0, Request::ListBuckets).await.map_err(client_error)?;
     let Reply::Buckets(entries) = reply else { return Err(unexpected(&reply)) };
-    let names: Vec<String> = entries.iter().map(|b| String::from_utf8_lossy(&b.name).into_owned()).collect();
+    let names: Vec<String> =
+        entries.iter().map(|b| String::from_utf8_lossy(&b.name).into_owned()).collect();
     let buckets: Vec<BucketEntry<'_>> = entries
         .iter()
         .zip(&names)
@@ -75,13 +86,23 @@ pub(super) async fn create(
     }
 }
 
-pub(super) async fn head(context: &S3Context, conn: &mut HttpConn, bucket: &str, r: &Responder<'_>) -> Result<(), S3Error> {
+pub(super) async fn head(
+    context: &S3Context,
+    conn: &mut HttpConn,
+    bucket: &str,
+    r: &Responder<'_>,
+) -> Result<(), S3Error> {
     context.bucket(bucket).await?;
     let region = context.config.region.clone();
     r.send(conn, 200, &[("x-amz-bucket-region", region.as_bytes())], &[]).await
 }
 
-pub(super) async fn location(context: &S3Context, conn: &mut HttpConn, bucket: &str, r: &Responder<'_>) -> Result<(), S3Error> {
+pub(super) async fn location(
+    context: &S3Context,
+    conn: &mut HttpConn,
+    bucket: &str,
+    r: &Responder<'_>,
+) -> Result<(), S3Error> {
     context.bucket(bucket).await?;
     let mut body = Vec::new();
     xml::write_location_constraint(&mut body, &context.config.region);
@@ -93,7 +114,12 @@ async fn bucket_has_objects(context: &S3Context, bucket_id: u64) -> Result<bool,
     let groups = context.driver.config().group_count;
     let handles: Vec<_> = (0..groups)
         .map(|group| {
-            let request = Request::ListObjects { bucket_id, prefix: Vec::new(), start_after: Vec::new(), limit: 1 };
+            let request = Request::ListObjects {
+                bucket_id,
+                prefix: Vec::new(),
+                start_after: Vec::new(),
+                limit: 1,
+            };
             context.driver.read_start(group, request)
         })
         .collect();
@@ -107,7 +133,12 @@ async fn bucket_has_objects(context: &S3Context, bucket_id: u64) -> Result<bool,
     Ok(any)
 }
 
-pub(super) async fn delete(context: &S3Context, conn: &mut HttpConn, bucket: &str, r: &Responder<'_>) -> Result<(), S3Error> {
+pub(super) async fn delete(
+    context: &S3Context,
+    conn: &mut HttpConn,
+    bucket: &str,
+    r: &Responder<'_>,
+) -> Result<(), S3Error> {
     let (bucket_id, _) = context.bucket(bucket).await?;
     // Objects live in every group; the catalog checks only its own. A put
     // racing this delete can still land in the old bucket id (documented).
@@ -156,7 +187,8 @@ pub(super) async fn list(
     let mut buffers: Vec<std::collections::VecDeque<crate::vsr::state_machine::ObjectEntry>> =
         (0..groups).map(|_| Default::default()).collect();
     let mut exhausted = vec![false; groups];
-    let mut page = Page { entries: Vec::new(), prefixes: Vec::new(), truncated: false, next: after };
+    let mut page =
+        Page { entries: Vec::new(), prefixes: Vec::new(), truncated: false, next: after };
     let limit = max_keys.min(LIST_LIMIT_MAX);
     while (page.entries.len() + page.prefixes.len()) < limit as usize {
         refill(context, bucket_id, prefix, &cursors, &mut buffers, &mut exhausted).await?;
@@ -189,7 +221,12 @@ pub(super) async fn list(
             None => {
                 page.next = entry.key.clone();
                 let etag = String::from_utf8_lossy(&entry.etag).trim_matches('"').to_string();
-                page.entries.push((key, entry.size, etag, (entry.last_modified / 1_000_000) as i64));
+                page.entries.push((
+                    key,
+                    entry.size,
+                    etag,
+                    (entry.last_modified / 1_000_000) as i64,
+                ));
             }
         }
     }
@@ -261,15 +298,24 @@ pub(super) async fn list_v2(
     let mut after = request.start_after.map(|s| cursor_from_marker(s, None)).unwrap_or_default();
     if let Some(token) = request.continuation_token {
         let mut decoded = vec![0u8; token.len()];
-        let length = base64_decode(token.as_bytes(), &mut decoded)
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, "The continuation token provided is incorrect"))?;
+        let length = base64_decode(token.as_bytes(), &mut decoded).ok_or_else(|| {
+            S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "The continuation token provided is incorrect",
+            )
+        })?;
         decoded.truncate(length);
         after = after.max(decoded);
     }
-    let page = list(context, bucket_id, request.prefix, request.delimiter, after, request.max_keys).await?;
+    let page = list(context, bucket_id, request.prefix, request.delimiter, after, request.max_keys)
+        .await?;
     let (contents, prefixes) = page_xml(&page);
     let token = base64_encode(&page.next);
-    let xml_page = ObjectsPage { contents: &contents, common_prefixes: &prefixes, is_truncated: page.truncated };
+    let xml_page = ObjectsPage {
+        contents: &contents,
+        common_prefixes: &prefixes,
+        is_truncated: page.truncated,
+    };
     let mut body = Vec::new();
     write_list_objects_v2(&mut body, request, &xml_page, Some(&token), &OWNER);
     r.xml(conn, &body).await
@@ -282,8 +328,10 @@ pub(super) async fn list_v1(
     r: &Responder<'_>,
 ) -> Result<(), S3Error> {
     let (bucket_id, _) = context.bucket(request.bucket).await?;
-    let after = request.marker.map(|m| cursor_from_marker(m, request.delimiter)).unwrap_or_default();
-    let page = list(context, bucket_id, request.prefix, request.delimiter, after, request.max_keys).await?;
+    let after =
+        request.marker.map(|m| cursor_from_marker(m, request.delimiter)).unwrap_or_default();
+    let page = list(context, bucket_id, request.prefix, request.delimiter, after, request.max_keys)
+        .await?;
     let (contents, prefixes) = page_xml(&page);
     let next_marker = match (page.prefixes.last(), page.entries.last()) {
         (Some(prefix), Some((key, ..))) => Some(prefix.max(key).clone()),
@@ -291,7 +339,11 @@ pub(super) async fn list_v1(
         (None, Some((key, ..))) => Some(key.clone()),
         (None, None) => None,
     };
-    let xml_page = ObjectsPage { contents: &contents, common_prefixes: &prefixes, is_truncated: page.truncated };
+    let xml_page = ObjectsPage {
+        contents: &contents,
+        common_prefixes: &prefixes,
+        is_truncated: page.truncated,
+    };
     let mut body = Vec::new();
     write_list_objects_v1(&mut body, request, &xml_page, next_marker.as_deref(), &OWNER);
     r.xml(conn, &body).await
@@ -321,7 +373,11 @@ pub(super) async fn delete_objects(
             continue;
         }
         let group = context.driver.group_of(bucket_id, key);
-        let delete = Request::DeleteObject { bucket_id, key: key.to_vec(), condition: DeleteCondition::None };
+        let delete = Request::DeleteObject {
+            bucket_id,
+            key: key.to_vec(),
+            condition: DeleteCondition::None,
+        };
         handles.push(Some(context.driver.write_start(group, delete)));
     }
     let mut errors = Vec::with_capacity(handles.len());

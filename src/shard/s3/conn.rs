@@ -175,7 +175,9 @@ impl Body {
             BodyFraming::Length(length) => Framing::Length(length),
             // aws-chunked inside chunked transfer coding (what botocore
             // sends over TLS): two decoders, through `staging`.
-            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new(bytes_max.saturating_mul(2))),
+            BodyFraming::Chunked => {
+                Framing::Chunked(ChunkedDecoder::new(bytes_max.saturating_mul(2)))
+            }
         };
         let done = matches!(framing, Framing::Empty | Framing::Length(0));
         let sha256 = sha256.map(|s| (Sha256::new(), s));

@@ -266,7 +266,8 @@ async fn connection(context: &S3Context, conn: &mut HttpConn) {
             }
             Err(HeadEnd::Bad(error)) => {
                 let request_id = context.request_id();
-                let _ = send_error(conn, &S3Error::from(error), "", &request_id, false, false).await;
+                let _ =
+                    send_error(conn, &S3Error::from(error), "", &request_id, false, false).await;
                 return;
             }
         };
@@ -313,7 +314,9 @@ async fn request(context: &S3Context, conn: &mut HttpConn, head: &RequestHead<'_
     keep_alive &= drained;
     if let Some(error) = error {
         context.stats.borrow_mut().errors += 1;
-        if error.code == S3ErrorCode::InternalError || std::env::var_os("TOASTY_LOG_ERRORS").is_some() {
+        if error.code == S3ErrorCode::InternalError
+            || std::env::var_os("TOASTY_LOG_ERRORS").is_some()
+        {
             context.log.warn(format!("{} {}: {}", head.method.as_str(), resource, error.message));
         }
         let sent = send_error(conn, &error, &resource, &request_id, head_request, keep_alive).await;
@@ -370,13 +373,21 @@ async fn dispatch(
     body: &mut Body,
     request_id: &str,
 ) -> Result<(), S3Error> {
-    let r = Responder { request_id, head_request: head.method == Method::Head, keep_alive: head.keep_alive() };
+    let r = Responder {
+        request_id,
+        head_request: head.method == Method::Head,
+        keep_alive: head.keep_alive(),
+    };
     match endpoint {
         Endpoint::ListBuckets => buckets::list_buckets(context, conn, &r).await,
-        Endpoint::CreateBucket { bucket } => buckets::create(context, conn, head, body, bucket, &r).await,
+        Endpoint::CreateBucket { bucket } => {
+            buckets::create(context, conn, head, body, bucket, &r).await
+        }
         Endpoint::HeadBucket { bucket } => buckets::head(context, conn, bucket, &r).await,
         Endpoint::DeleteBucket { bucket } => buckets::delete(context, conn, bucket, &r).await,
-        Endpoint::GetBucketLocation { bucket } => buckets::location(context, conn, bucket, &r).await,
+        Endpoint::GetBucketLocation { bucket } => {
+            buckets::location(context, conn, bucket, &r).await
+        }
         Endpoint::ListObjectsV2(list) => buckets::list_v2(context, conn, list, &r).await,
         Endpoint::ListObjects(list) => buckets::list_v1(context, conn, list, &r).await,
         Endpoint::DeleteObjects { bucket } => {
@@ -388,7 +399,9 @@ async fn dispatch(
         Endpoint::GetObject { bucket, key } | Endpoint::HeadObject { bucket, key } => {
             objects::get(context, conn, head, bucket, key, &r).await
         }
-        Endpoint::DeleteObject { bucket, key } => objects::delete(context, conn, head, bucket, key, &r).await,
+        Endpoint::DeleteObject { bucket, key } => {
+            objects::delete(context, conn, head, bucket, key, &r).await
+        }
         Endpoint::CopyObject { bucket, key, source } => {
             objects::copy(context, conn, head, bucket, key, source, &r).await
         }
@@ -427,7 +440,8 @@ impl Responder<'_> {
         let mut out = Vec::with_capacity(512 + body.len());
         let mut all: Vec<(&str, &[u8])> = vec![("x-amz-request-id", self.request_id.as_bytes())];
         all.extend_from_slice(headers);
-        if !body.is_empty() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        if !body.is_empty() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
             all.push(("Content-Type", b"application/xml"));
         }
         let framing = if status == 204 || status == 304 {
@@ -470,7 +484,13 @@ async fn send_error(
     } else {
         ResponseBody::Length(body.len() as u64)
     };
-    crate::http::request::write_response_head(&mut out, error.status(), &headers, framing, keep_alive);
+    crate::http::request::write_response_head(
+        &mut out,
+        error.status(),
+        &headers,
+        framing,
+        keep_alive,
+    );
     if !head_request {
         out.extend_from_slice(&body);
     }

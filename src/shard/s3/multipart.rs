@@ -38,7 +38,9 @@ pub(super) async fn dispatch(
     r: &Responder<'_>,
 ) -> Result<(), S3Error> {
     match endpoint {
-        Endpoint::CreateMultipartUpload { bucket, key } => create(context, conn, head, bucket, key, r).await,
+        Endpoint::CreateMultipartUpload { bucket, key } => {
+            create(context, conn, head, bucket, key, r).await
+        }
         Endpoint::UploadPart { bucket, key, part_number, upload_id } => {
             part(context, conn, head, body, bucket, key, *part_number, upload_id, r).await
         }
@@ -49,7 +51,8 @@ pub(super) async fn dispatch(
             abort(context, conn, bucket, key, upload_id, r).await
         }
         Endpoint::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
-            list_parts(context, conn, bucket, key, upload_id, *max_parts, *part_number_marker, r).await
+            list_parts(context, conn, bucket, key, upload_id, *max_parts, *part_number_marker, r)
+                .await
         }
         Endpoint::ListMultipartUploads(request) => list_uploads(context, conn, request, r).await,
         Endpoint::UploadPartCopy { .. } => Err(S3Error::with_message(
@@ -65,9 +68,17 @@ fn uploads_of(bucket_id: u64) -> u64 {
 }
 
 /// The upload's marker, if it is an upload of `key`.
-async fn marker(context: &S3Context, bucket_id: u64, key: &str, upload_id: &str) -> Result<Object, S3Error> {
+async fn marker(
+    context: &S3Context,
+    bucket_id: u64,
+    key: &str,
+    upload_id: &str,
+) -> Result<Object, S3Error> {
     let group = context.driver.group_of(bucket_id, key.as_bytes());
-    let request = Request::HeadObject { bucket_id: uploads_of(bucket_id), key: upload_marker_key(upload_id.as_bytes()) };
+    let request = Request::HeadObject {
+        bucket_id: uploads_of(bucket_id),
+        key: upload_marker_key(upload_id.as_bytes()),
+    };
     match context.driver.read(group, request).await.map_err(client_error)? {
         Reply::Object(object) if object.meta.inline_data == key.as_bytes() => Ok(object),
         Reply::Object(_) | Reply::NoSuchKey => Err(S3Error::new(S3ErrorCode::NoSuchUpload)),
@@ -87,9 +98,13 @@ async fn create(
     let mut meta = metadata_from_headers(head)?;
     if let Some(algorithm) = head.header_str("x-amz-checksum-algorithm") {
         let Some(algorithm) = ChecksumAlgorithm::from_name(algorithm.trim()) else {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "unknown x-amz-checksum-algorithm"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "unknown x-amz-checksum-algorithm",
+            ));
         };
-        meta.user_metadata.push((META_UPLOAD_ALGORITHM.to_vec(), algorithm_name(algorithm).as_bytes().to_vec()));
+        meta.user_metadata
+            .push((META_UPLOAD_ALGORITHM.to_vec(), algorithm_name(algorithm).as_bytes().to_vec()));
         meta.user_metadata.sort();
     }
     // The key rides in the marker, so a listing of uploads can name it.
@@ -131,8 +146,11 @@ async fn part(
     marker(context, bucket_id, key, upload_id).await?;
     let uploaded = upload(context, conn, head, body, group, false).await?;
     verify_upload(head, body, &uploaded)?;
-    let checksum_headers: Vec<(String, String)> =
-        uploaded.checksums.iter().map(|(a, v)| (a.header_name().to_string(), v.to_base64())).collect();
+    let checksum_headers: Vec<(String, String)> = uploaded
+        .checksums
+        .iter()
+        .map(|(a, v)| (a.header_name().to_string(), v.to_base64()))
+        .collect();
     let etag = format!("\"{}\"", hex_lower(&uploaded.md5));
     let mut meta = ObjectMeta::default();
     meta_fill(&mut meta, uploaded, etag.clone());
@@ -189,9 +207,15 @@ async fn complete(
         parts.push((part.part_number, format!("\"{}\"", part.etag).into_bytes()));
     }
     let final_etag = format!("\"{}\"", etag.finish());
-    let mut user_metadata: Vec<(Vec<u8>, Vec<u8>)> =
-        marker.meta.user_metadata.iter().filter(|(n, _)| n != META_UPLOAD_ALGORITHM).cloned().collect();
-    let composite = composite_checksum(context, bucket_id, key, upload_id, &marker, &listed).await?;
+    let mut user_metadata: Vec<(Vec<u8>, Vec<u8>)> = marker
+        .meta
+        .user_metadata
+        .iter()
+        .filter(|(n, _)| n != META_UPLOAD_ALGORITHM)
+        .cloned()
+        .collect();
+    let composite =
+        composite_checksum(context, bucket_id, key, upload_id, &marker, &listed).await?;
     if let Some(composite) = &composite {
         user_metadata.push((META_COMPOSITE.to_vec(), composite.clone().into_bytes()));
         user_metadata.sort();
@@ -231,11 +255,19 @@ async fn complete(
         other => return Err(unexpected(&other)),
     }
     let location = format!("/{bucket}/{key}");
-    let checksum = composite.as_deref().and_then(|c| c.split_once(' ')).and_then(|(name, value)| {
-        ChecksumAlgorithm::from_name(name).map(|a| (a.xml_element(), value))
-    });
+    let checksum =
+        composite.as_deref().and_then(|c| c.split_once(' ')).and_then(|(name, value)| {
+            ChecksumAlgorithm::from_name(name).map(|a| (a.xml_element(), value))
+        });
     let mut out = Vec::new();
-    xml::write_complete_multipart_upload(&mut out, &location, bucket, key, final_etag.trim_matches('"'), checksum);
+    xml::write_complete_multipart_upload(
+        &mut out,
+        &location,
+        bucket,
+        key,
+        final_etag.trim_matches('"'),
+        checksum,
+    );
     r.xml(conn, &out).await
 }
 
@@ -259,7 +291,9 @@ async fn composite_checksum(
     marker: &Object,
     listed: &[xml::CompletedPart],
 ) -> Result<Option<String>, S3Error> {
-    let Some((_, name)) = marker.meta.user_metadata.iter().find(|(n, _)| n == META_UPLOAD_ALGORITHM) else {
+    let Some((_, name)) =
+        marker.meta.user_metadata.iter().find(|(n, _)| n == META_UPLOAD_ALGORITHM)
+    else {
         return Ok(None);
     };
     let Some(algorithm) = ChecksumAlgorithm::from_name(&String::from_utf8_lossy(name)) else {
@@ -273,7 +307,9 @@ async fn composite_checksum(
         .iter()
         .map(|part| {
             let key = upload_part_key(upload_id.as_bytes(), part.part_number);
-            context.driver.read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key })
+            context
+                .driver
+                .read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key })
         })
         .collect();
     let mut combined = Checksummer::new(algorithm);
@@ -281,7 +317,9 @@ async fn composite_checksum(
         let Ok(Reply::Object(part)) = context.driver.replied(handle).await else {
             return Ok(None); // Complete itself will report the missing part.
         };
-        let Some((_, value)) = stored_checksums(&part.meta).into_iter().find(|(a, _)| *a == algorithm) else {
+        let Some((_, value)) =
+            stored_checksums(&part.meta).into_iter().find(|(a, _)| *a == algorithm)
+        else {
             return Ok(None);
         };
         let mut bytes = [0u8; 32];
@@ -332,23 +370,38 @@ async fn list_parts(
         upload_part_key(upload_id.as_bytes(), part_number_marker)
     };
     let limit = max_parts.min(LIST_LIMIT_MAX);
-    let request = Request::ListObjects { bucket_id: uploads_of(bucket_id), prefix: prefix.clone(), start_after, limit };
-    let Reply::Objects { entries, truncated } = context.driver.read(group, request).await.map_err(client_error)? else {
+    let request = Request::ListObjects {
+        bucket_id: uploads_of(bucket_id),
+        prefix: prefix.clone(),
+        start_after,
+        limit,
+    };
+    let Reply::Objects { entries, truncated } =
+        context.driver.read(group, request).await.map_err(client_error)?
+    else {
         return Err(S3Error::new(S3ErrorCode::InternalError));
     };
-    let etags: Vec<String> =
-        entries.iter().map(|e| String::from_utf8_lossy(&e.etag).trim_matches('"').to_string()).collect();
+    let etags: Vec<String> = entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.etag).trim_matches('"').to_string())
+        .collect();
     // The parts' checksums are in their records, not in the listing.
     let handles: Vec<_> = entries
         .iter()
-        .map(|e| context.driver.read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key: e.key.clone() }))
+        .map(|e| {
+            context.driver.read_start(
+                group,
+                Request::HeadObject { bucket_id: uploads_of(bucket_id), key: e.key.clone() },
+            )
+        })
         .collect();
     let mut checksums: Vec<Vec<(&'static str, String)>> = Vec::with_capacity(entries.len());
     for handle in handles {
         let found = match context.driver.replied(handle).await {
-            Ok(Reply::Object(part)) => {
-                stored_checksums(&part.meta).into_iter().map(|(a, v)| (a.xml_element(), v)).collect()
-            }
+            Ok(Reply::Object(part)) => stored_checksums(&part.meta)
+                .into_iter()
+                .map(|(a, v)| (a.xml_element(), v))
+                .collect(),
             _ => Vec::new(),
         };
         checksums.push(found);
@@ -384,14 +437,24 @@ async fn list_parts(
 }
 
 /// Every group's upload markers of the bucket, with their keys.
-async fn uploads(context: &S3Context, bucket_id: u64) -> Result<Vec<(String, String, i64)>, S3Error> {
+async fn uploads(
+    context: &S3Context,
+    bucket_id: u64,
+) -> Result<Vec<(String, String, i64)>, S3Error> {
     let mut found = Vec::new();
     for group in 0..context.driver.config().group_count {
         let mut start_after = Vec::new();
         let mut markers = Vec::new();
         loop {
-            let request = Request::ListObjects { bucket_id: uploads_of(bucket_id), prefix: b"U".to_vec(), start_after: start_after.clone(), limit: LIST_LIMIT_MAX };
-            let Reply::Objects { entries, truncated } = context.driver.read(group, request).await.map_err(client_error)? else {
+            let request = Request::ListObjects {
+                bucket_id: uploads_of(bucket_id),
+                prefix: b"U".to_vec(),
+                start_after: start_after.clone(),
+                limit: LIST_LIMIT_MAX,
+            };
+            let Reply::Objects { entries, truncated } =
+                context.driver.read(group, request).await.map_err(client_error)?
+            else {
                 return Err(S3Error::new(S3ErrorCode::InternalError));
             };
             if let Some(last) = entries.last() {
@@ -404,7 +467,15 @@ async fn uploads(context: &S3Context, bucket_id: u64) -> Result<Vec<(String, Str
         }
         let handles: Vec<_> = markers
             .iter()
-            .map(|entry| context.driver.read_start(group, Request::HeadObject { bucket_id: uploads_of(bucket_id), key: entry.key.clone() }))
+            .map(|entry| {
+                context.driver.read_start(
+                    group,
+                    Request::HeadObject {
+                        bucket_id: uploads_of(bucket_id),
+                        key: entry.key.clone(),
+                    },
+                )
+            })
             .collect();
         for (entry, handle) in markers.iter().zip(handles) {
             if let Ok(Reply::Object(object)) = context.driver.replied(handle).await {
@@ -421,8 +492,15 @@ async fn uploads(context: &S3Context, bucket_id: u64) -> Result<Vec<(String, Str
 /// Whether any upload of the bucket is in progress (DeleteBucket refuses).
 pub(super) async fn uploads_exist(context: &S3Context, bucket_id: u64) -> Result<bool, S3Error> {
     for group in 0..context.driver.config().group_count {
-        let request = Request::ListObjects { bucket_id: uploads_of(bucket_id), prefix: b"U".to_vec(), start_after: Vec::new(), limit: 1 };
-        if let Reply::Objects { entries, .. } = context.driver.read(group, request).await.map_err(client_error)? {
+        let request = Request::ListObjects {
+            bucket_id: uploads_of(bucket_id),
+            prefix: b"U".to_vec(),
+            start_after: Vec::new(),
+            limit: 1,
+        };
+        if let Reply::Objects { entries, .. } =
+            context.driver.read(group, request).await.map_err(client_error)?
+        {
             if !entries.is_empty() {
                 return Ok(true);
             }
@@ -448,7 +526,8 @@ async fn list_uploads(
         if !key.starts_with(request.prefix) {
             continue;
         }
-        let after_marker = key.as_str() > key_marker || (key == key_marker && !id_marker.is_empty() && upload_id.as_str() > id_marker);
+        let after_marker = key.as_str() > key_marker
+            || (key == key_marker && !id_marker.is_empty() && upload_id.as_str() > id_marker);
         if !key_marker.is_empty() && !after_marker {
             continue;
         }
@@ -456,17 +535,28 @@ async fn list_uploads(
             truncated = true;
             break;
         }
-        let rolled = request.delimiter.and_then(|d| key[request.prefix.len()..].find(d).map(|at| key[..request.prefix.len() + at + d.len()].to_string()));
+        let rolled = request.delimiter.and_then(|d| {
+            key[request.prefix.len()..]
+                .find(d)
+                .map(|at| key[..request.prefix.len() + at + d.len()].to_string())
+        });
         match rolled {
             Some(common) if prefixes.last() != Some(&common) => prefixes.push(common),
             Some(_) => {}
             None => selected.push((key.as_str(), upload_id.as_str(), *initiated)),
         }
     }
-    let entries: Vec<UploadEntry<'_>> =
-        selected.iter().map(|(key, upload_id, initiated)| UploadEntry { key, upload_id, initiated_ms: *initiated }).collect();
+    let entries: Vec<UploadEntry<'_>> = selected
+        .iter()
+        .map(|(key, upload_id, initiated)| UploadEntry { key, upload_id, initiated_ms: *initiated })
+        .collect();
     let prefix_refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-    let page = UploadsPage { uploads: &entries, common_prefixes: &prefix_refs, is_truncated: truncated, owner: super::buckets::OWNER };
+    let page = UploadsPage {
+        uploads: &entries,
+        common_prefixes: &prefix_refs,
+        is_truncated: truncated,
+        owner: super::buckets::OWNER,
+    };
     let mut out = Vec::new();
     xml::write_list_multipart_uploads(&mut out, request, &page);
     r.xml(conn, &out).await

@@ -51,7 +51,9 @@ pub(super) fn stored_checksums(meta: &ObjectMeta) -> Vec<(ChecksumAlgorithm, Str
     if let Some(crc) = meta.checksum_crc32c {
         found.push((ChecksumAlgorithm::Crc32c, base64_encode(&crc.to_be_bytes())));
     }
-    for (stored, algorithm) in [(META_CRC64NVME, ChecksumAlgorithm::Crc64Nvme), (META_SHA256, ChecksumAlgorithm::Sha256)] {
+    for (stored, algorithm) in
+        [(META_CRC64NVME, ChecksumAlgorithm::Crc64Nvme), (META_SHA256, ChecksumAlgorithm::Sha256)]
+    {
         if let Some((_, value)) = meta.user_metadata.iter().find(|(n, _)| n == stored) {
             found.push((algorithm, String::from_utf8_lossy(value).into_owned()));
         }
@@ -118,11 +120,9 @@ pub(super) fn verify_upload(
 /// The body's declared payload length, if known in advance.
 fn declared_length(head: &RequestHead<'_>) -> Result<Option<u64>, S3Error> {
     if let Some(value) = head.header_str("x-amz-decoded-content-length") {
-        return value
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "bad x-amz-decoded-content-length"));
+        return value.trim().parse().map(Some).map_err(|_| {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, "bad x-amz-decoded-content-length")
+        });
     }
     match head.body_framing()? {
         crate::http::request::BodyFraming::Length(length) => Ok(Some(length)),
@@ -161,11 +161,16 @@ pub(super) async fn upload(
         conn.write_all(CONTINUE).await.map_err(|_| S3Error::new(S3ErrorCode::RequestTimeout))?;
     }
     let algorithms = checksums_requested(head);
-    let mut checksummers: Vec<Checksummer> = algorithms.iter().map(|a| Checksummer::new(*a)).collect();
+    let mut checksummers: Vec<Checksummer> =
+        algorithms.iter().map(|a| Checksummer::new(*a)).collect();
     let mut md5 = Md5Hasher::new();
     let mut chunks = Vec::new();
-    let mut in_flight: VecDeque<(Result<Handle, ClientError>, u128, u32, glommio::sync::Permit<'_>)> =
-        VecDeque::new();
+    let mut in_flight: VecDeque<(
+        Result<Handle, ClientError>,
+        u128,
+        u32,
+        glommio::sync::Permit<'_>,
+    )> = VecDeque::new();
     let mut size = 0u64;
     let first_size = declared.map_or(chunk_size, |d| (d as usize).min(chunk_size)).max(1);
     let mut buffer = Vec::with_capacity(first_size);
@@ -189,9 +194,24 @@ pub(super) async fn upload(
         if buffer.is_empty() {
             break;
         }
-        if inline_allowed && chunks.is_empty() && in_flight.is_empty() && ended && buffer.len() <= config.inline_size_max {
-            let checksums = algorithms.iter().copied().zip(checksummers.into_iter().map(Checksummer::finalize)).collect();
-            return Ok(Uploaded { size, md5: md5.finalize(), checksums, inline: Some(buffer), chunks });
+        if inline_allowed
+            && chunks.is_empty()
+            && in_flight.is_empty()
+            && ended
+            && buffer.len() <= config.inline_size_max
+        {
+            let checksums = algorithms
+                .iter()
+                .copied()
+                .zip(checksummers.into_iter().map(Checksummer::finalize))
+                .collect();
+            return Ok(Uploaded {
+                size,
+                md5: md5.finalize(),
+                checksums,
+                inline: Some(buffer),
+                chunks,
+            });
         }
         if chunks.len() + in_flight.len() >= config.chunks_per_object_max {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
@@ -214,7 +234,11 @@ pub(super) async fn upload(
             return Err(S3Error::new(S3ErrorCode::IncompleteBody));
         }
     }
-    let checksums = algorithms.iter().copied().zip(checksummers.into_iter().map(Checksummer::finalize)).collect();
+    let checksums = algorithms
+        .iter()
+        .copied()
+        .zip(checksummers.into_iter().map(Checksummer::finalize))
+        .collect();
     let inline = (chunks.is_empty() && inline_allowed).then(Vec::new);
     Ok(Uploaded { size, md5: md5.finalize(), checksums, inline, chunks })
 }
@@ -250,7 +274,11 @@ pub(super) fn metadata_from_headers(head: &RequestHead<'_>) -> Result<ObjectMeta
         if name == "content-encoding" {
             // aws-chunked is transport framing, not the object's encoding.
             let text = String::from_utf8_lossy(&value).to_string();
-            let kept: Vec<&str> = text.split(',').map(str::trim).filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty()).collect();
+            let kept: Vec<&str> = text
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty())
+                .collect();
             if kept.is_empty() {
                 continue;
             }
@@ -276,10 +304,18 @@ pub(super) fn meta_fill(meta: &mut ObjectMeta, uploaded: Uploaded, etag: String)
     for (algorithm, value) in &uploaded.checksums {
         let bytes = value.as_bytes();
         match algorithm {
-            ChecksumAlgorithm::Crc32 => meta.checksum_crc32 = bytes.try_into().ok().map(u32::from_be_bytes),
-            ChecksumAlgorithm::Crc32c => meta.checksum_crc32c = bytes.try_into().ok().map(u32::from_be_bytes),
-            ChecksumAlgorithm::Crc64Nvme => meta.user_metadata.push((META_CRC64NVME.to_vec(), base64_encode(bytes).into_bytes())),
-            ChecksumAlgorithm::Sha256 => meta.user_metadata.push((META_SHA256.to_vec(), base64_encode(bytes).into_bytes())),
+            ChecksumAlgorithm::Crc32 => {
+                meta.checksum_crc32 = bytes.try_into().ok().map(u32::from_be_bytes)
+            }
+            ChecksumAlgorithm::Crc32c => {
+                meta.checksum_crc32c = bytes.try_into().ok().map(u32::from_be_bytes)
+            }
+            ChecksumAlgorithm::Crc64Nvme => meta
+                .user_metadata
+                .push((META_CRC64NVME.to_vec(), base64_encode(bytes).into_bytes())),
+            ChecksumAlgorithm::Sha256 => {
+                meta.user_metadata.push((META_SHA256.to_vec(), base64_encode(bytes).into_bytes()))
+            }
         }
     }
     meta.user_metadata.sort();
@@ -349,7 +385,8 @@ pub(super) async fn put(
         .collect();
     let etag = format!("\"{}\"", hex_lower(&uploaded.md5));
     meta_fill(&mut meta, uploaded, etag.clone());
-    let request = Request::PutObject { bucket_id, key: key.as_bytes().to_vec(), condition, object: meta };
+    let request =
+        Request::PutObject { bucket_id, key: key.as_bytes().to_vec(), condition, object: meta };
     let reply = context.driver.write(group, request).await.map_err(client_error)?;
     put_reply(reply)?;
     let mut headers: Vec<(&str, &[u8])> = vec![("ETag", etag.as_bytes())];
@@ -401,11 +438,8 @@ fn conditions(head: &RequestHead<'_>, object: &Object, prefix: &str) -> Result<(
             return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
         }
     }
-    let not_modified = if prefix.is_empty() {
-        S3ErrorCode::NotModified
-    } else {
-        S3ErrorCode::PreconditionFailed
-    };
+    let not_modified =
+        if prefix.is_empty() { S3ErrorCode::NotModified } else { S3ErrorCode::PreconditionFailed };
     let mut if_none_match_present = false;
     if let Some(value) = header("if-none-match") {
         if_none_match_present = true;
@@ -457,12 +491,14 @@ fn range(head: &RequestHead<'_>, size: u64) -> Result<Option<(u64, u64)>, S3Erro
 }
 
 /// The headers an object's GET and HEAD carry (`r-*` overrides applied).
-fn object_headers(head: &RequestHead<'_>, object: &Object, checksums: bool) -> Vec<(String, Vec<u8>)> {
+fn object_headers(
+    head: &RequestHead<'_>,
+    object: &Object,
+    checksums: bool,
+) -> Vec<(String, Vec<u8>)> {
     let meta = &object.meta;
-    let mut headers: Vec<(String, Vec<u8>)> = vec![
-        ("ETag".into(), meta.etag.clone()),
-        ("Accept-Ranges".into(), b"bytes".to_vec()),
-    ];
+    let mut headers: Vec<(String, Vec<u8>)> =
+        vec![("ETag".into(), meta.etag.clone()), ("Accept-Ranges".into(), b"bytes".to_vec())];
     let mut date = Vec::new();
     format_http_date(last_modified_secs(object), &mut date);
     headers.push(("Last-Modified".into(), date));
@@ -521,10 +557,9 @@ pub(super) async fn get(
     })?;
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let length = if size == 0 { 0 } else { end - start + 1 };
-    let checksum_mode = head
-        .header("x-amz-checksum-mode")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"enabled"))
-        && range.is_none();
+    let checksum_mode =
+        head.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case(b"enabled"))
+            && range.is_none();
     let mut headers = object_headers(head, &object, checksum_mode);
     let status = if range.is_some() {
         headers.push(("Content-Range".into(), format!("bytes {start}-{end}/{size}").into_bytes()));
@@ -637,9 +672,11 @@ pub(super) async fn copy_data(
     }
     let mut chunks = Vec::with_capacity(object.meta.chunks.len());
     for chunk in &object.meta.chunks {
-        let message = context.driver.chunk_read(source_group, *chunk).await.map_err(client_error)?;
+        let message =
+            context.driver.chunk_read(source_group, *chunk).await.map_err(client_error)?;
         let id = chunk_id();
-        let crc32c = context.driver.chunk_write(group, id, message.body()).await.map_err(client_error)?;
+        let crc32c =
+            context.driver.chunk_write(group, id, message.body()).await.map_err(client_error)?;
         chunks.push(ChunkRef { id: id.to_le_bytes(), length: chunk.length, crc32c });
     }
     Ok((Vec::new(), chunks))
@@ -655,15 +692,17 @@ pub(super) async fn copy(
     r: &Responder<'_>,
 ) -> Result<(), S3Error> {
     if source.version_id.is_some() {
-        return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "versioning is not implemented"));
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "versioning is not implemented",
+        ));
     }
     let (source_bucket, _) = context.bucket(&source.bucket).await?;
     let (bucket_id, _) = context.bucket(bucket).await?;
     let object = head_object(context, source_bucket, &source.key).await?;
     conditions(head, &object, "x-amz-copy-source-")?;
-    let replace = head
-        .header("x-amz-metadata-directive")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"REPLACE"));
+    let replace =
+        head.header("x-amz-metadata-directive").is_some_and(|v| v.eq_ignore_ascii_case(b"REPLACE"));
     if !replace && source_bucket == bucket_id && *source.key == *key {
         return Err(S3Error::with_message(
             S3ErrorCode::InvalidRequest,
@@ -681,12 +720,22 @@ pub(super) async fn copy(
     meta.checksum_crc32c = object.meta.checksum_crc32c;
     meta.inline_data = inline;
     meta.chunks = chunks;
-    let request = Request::PutObject { bucket_id, key: key.as_bytes().to_vec(), condition: PutCondition::None, object: meta };
+    let request = Request::PutObject {
+        bucket_id,
+        key: key.as_bytes().to_vec(),
+        condition: PutCondition::None,
+        object: meta,
+    };
     put_reply(context.driver.write(group, request).await.map_err(client_error)?)?;
     let copied = head_object(context, bucket_id, key).await?;
     let etag = String::from_utf8_lossy(&copied.meta.etag).into_owned();
     let mut body = Vec::new();
-    write_copy_result(&mut body, false, etag.trim_matches('"'), (copied.last_modified / 1_000_000) as i64);
+    write_copy_result(
+        &mut body,
+        false,
+        etag.trim_matches('"'),
+        (copied.last_modified / 1_000_000) as i64,
+    );
     r.xml(conn, &body).await
 }
 

@@ -25,10 +25,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate in it (expected PEM 'CERTIFICATE' blocks)", cert.display()));
+        return Err(format!(
+            "{}: no certificate in it (expected PEM 'CERTIFICATE' blocks)",
+            cert.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("{}: cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!("{}: cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display())
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

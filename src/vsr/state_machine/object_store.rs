@@ -15,8 +15,9 @@ use std::ops::Bound;
 
 use super::api::{
     upload_marker_key, upload_part_key, upload_parts_prefix, BucketEntry, ChunkRef,
-    MULTIPART_PART_SIZE_MIN, UPLOADS_NAMESPACE_BIT, DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition,
-    Reply, Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, USER_METADATA_SIZE_MAX,
+    DeleteCondition, Limit, Object, ObjectEntry, ObjectMeta, Operation, PutCondition, Reply,
+    Request, KEY_SIZE_MAX, LIST_LIMIT_MAX, MULTIPART_PART_SIZE_MIN, UPLOADS_NAMESPACE_BIT,
+    USER_METADATA_SIZE_MAX,
 };
 use super::StateMachine;
 
@@ -143,7 +144,15 @@ impl ObjectStore {
                 requests.into_iter().map(|request| self.execute(op, timestamp, request)).collect(),
             ),
             Request::CompleteMultipart { bucket_id, key, upload_id, condition, parts, object } => {
-                self.multipart_complete(op, timestamp, (bucket_id, key), &upload_id, condition, &parts, object)
+                self.multipart_complete(
+                    op,
+                    timestamp,
+                    (bucket_id, key),
+                    &upload_id,
+                    condition,
+                    &parts,
+                    object,
+                )
             }
             Request::AbortMultipart { bucket_id, upload_id } => {
                 self.multipart_abort(bucket_id, &upload_id)
@@ -269,7 +278,8 @@ impl ObjectStore {
             }
         }
         for (index, (number, _)) in parts.iter().enumerate() {
-            let Some(part) = self.objects.get(&(uploads, upload_part_key(upload_id, *number))) else {
+            let Some(part) = self.objects.get(&(uploads, upload_part_key(upload_id, *number)))
+            else {
                 unreachable!("checked above");
             };
             if index + 1 < parts.len() && part.meta.size < MULTIPART_PART_SIZE_MIN {

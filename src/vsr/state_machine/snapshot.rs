@@ -126,8 +126,7 @@ impl ObjectStore {
         let buckets = buckets_decode(&mut decoder, &limits, op_last, &mut ops_used)?;
         let objects = objects_decode(&mut decoder, &limits, op_last, &ops_used)?;
         decoder.finish().map_err(|_| "snapshot: trailing bytes")?;
-        let objects_bytes =
-            objects.iter().map(|((_, key), object)| record_size(key, object)).sum();
+        let objects_bytes = objects.iter().map(|((_, key), object)| record_size(key, object)).sum();
         if objects_bytes > limits.objects_bytes_max {
             return Err("snapshot: objects larger than objects_bytes_max");
         }
