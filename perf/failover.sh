@@ -44,12 +44,9 @@ export TOASTY_CLUSTER_DIR=${TOASTY_CLUSTER_DIR:-$root/data/perf-failover}
 export TOASTY_BASE_PORT=${TOASTY_BASE_PORT:-14000}
 export TOASTY_METRICS_PORT=${TOASTY_METRICS_PORT:-14700}
 export TOASTY_S3_PORT=${TOASTY_S3_PORT:-14900}
-if [ -z "${TOASTY_BIN:-}" ]; then
-    TOASTY_BIN=$root/target/release
-    [ -x "$TOASTY_BIN/toasty-server" ] || cargo build --release --workspace
-fi
-export TOASTY_BIN
-bin_commit=${TOASTY_BIN_COMMIT:-$(git rev-parse --short HEAD)}
+# shellcheck source=perf/runtime-lib.sh
+. "$root/perf/runtime-lib.sh"
+rt_binaries
 dir=$TOASTY_CLUSTER_DIR
 base=$TOASTY_BASE_PORT
 metrics=$TOASTY_METRICS_PORT

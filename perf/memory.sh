@@ -37,12 +37,9 @@ export TOASTY_S3_PORT=${TOASTY_S3_PORT:-14900}
 export TOASTY_CHUNK_SEGMENTS=${TOASTY_CHUNK_SEGMENTS:-48}
 export TOASTY_SEGMENT_MIB=${TOASTY_SEGMENT_MIB:-64}
 export TOASTY_METADATA_MIB=${TOASTY_METADATA_MIB:-64}
-if [ -z "${TOASTY_BIN:-}" ]; then
-    TOASTY_BIN=$root/target/release
-    [ -x "$TOASTY_BIN/toasty-server" ] || cargo build --release --workspace
-fi
-export TOASTY_BIN
-bin_commit=${TOASTY_BIN_COMMIT:-$(git rev-parse --short HEAD)}
+# shellcheck source=perf/runtime-lib.sh
+. "$root/perf/runtime-lib.sh"
+rt_binaries
 dir=$TOASTY_CLUSTER_DIR
 cluster=scripts/cluster.sh
 endpoint=http://127.0.0.1:$TOASTY_S3_PORT
@@ -64,21 +61,10 @@ log "starting a fresh cluster in $dir ($TOASTY_CHUNK_SEGMENTS x $TOASTY_SEGMENT_
 "$cluster" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
 # shellcheck disable=SC1091
 . "$dir/credentials"
-pids=$(for i in 0 1 2; do cat "$dir/node-$i.pid"; done | tr '\n' ' ')
-samples=$dir/samples.txt
-: >"$samples"
+rt_memory_init
 
-kb() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
 # Lines "PHASE-START|PHASE-END unix_ms node VmRSS VmHWM" (kB), and a sampler
 # writing "sample unix_ms node VmRSS VmHWM" every 0.25 s.
-mark() {
-    local i=0 pid
-    for pid in $pids; do
-        echo "$1 $(date +%s%3N) $i $(kb VmRSS "$pid") $(kb VmHWM "$pid")" >>"$samples"
-        i=$((i + 1))
-    done
-}
-reset_peak() { local pid; for pid in $pids; do echo 5 >"/proc/$pid/clear_refs"; done; }
 (
     while :; do
         i=0

@@ -48,12 +48,9 @@ export TOASTY_CHUNK_SEGMENTS=${TOASTY_CHUNK_SEGMENTS:-20}
 export TOASTY_SEGMENT_MIB=${TOASTY_SEGMENT_MIB:-256}
 export TOASTY_CORES=${TOASTY_CORES:-2}
 cores=$TOASTY_CORES
-if [ -z "${TOASTY_BIN:-}" ]; then
-    TOASTY_BIN=$root/target/release
-    [ -x "$TOASTY_BIN/toasty-server" ] || cargo build --release --workspace
-fi
-export TOASTY_BIN
-bin_commit=${TOASTY_BIN_COMMIT:-$(git rev-parse --short HEAD)}
+# shellcheck source=perf/runtime-lib.sh
+. "$root/perf/runtime-lib.sh"
+rt_binaries
 dir=$TOASTY_CLUSTER_DIR
 cluster=scripts/cluster.sh
 s3_port=$TOASTY_S3_PORT
@@ -89,19 +86,8 @@ started_at=$(now_ms)
 start_s=$(( ($(now_ms) - started_at) / 1000 ))
 # shellcheck disable=SC1091
 . "$dir/credentials"
-pids=$(for i in 0 1 2; do cat "$dir/node-$i.pid"; done | tr '\n' ' ')
-samples=$dir/samples.txt
-: >"$samples"
+rt_memory_init
 
-kb() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
-mark() {
-    local i=0 pid
-    for pid in $pids; do
-        echo "$1 $(now_ms) $i $(kb VmRSS "$pid") $(kb VmHWM "$pid")" >>"$samples"
-        i=$((i + 1))
-    done
-}
-reset_peak() { local pid; for pid in $pids; do echo 5 >"/proc/$pid/clear_refs"; done; }
 (
     n=0
     while :; do
