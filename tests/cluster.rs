@@ -91,7 +91,7 @@ fn stop_load(mut child: Child) {
 fn failover_kill_primary_of_each_group() {
     let _serial = serial();
     let dir = TempDir::new("cluster-failover");
-    let mut cluster = Cluster::new(&dir.0, 31000, 31500);
+    let mut cluster = Cluster::new(&dir.0, 21000, 21500);
     cluster.start_all();
     cluster.wait_ready();
     let kills: usize =
@@ -148,7 +148,7 @@ fn failover_kill_primary_of_each_group() {
 fn whole_cluster_kill_loses_nothing() {
     let _serial = serial();
     let dir = TempDir::new("cluster-killall");
-    let mut cluster = Cluster::new(&dir.0, 32000, 32500);
+    let mut cluster = Cluster::new(&dir.0, 22000, 22500);
     cluster.start_all();
     cluster.wait_ready();
     let small = load(&cluster, &dir, "b", 1024, 60);
@@ -169,7 +169,7 @@ fn whole_cluster_kill_loses_nothing() {
 fn stopped_node_catches_up() {
     let _serial = serial();
     let dir = TempDir::new("cluster-catchup");
-    let mut cluster = Cluster::new(&dir.0, 33000, 33500);
+    let mut cluster = Cluster::new(&dir.0, 23000, 23500);
     cluster.start_all();
     cluster.wait_ready();
     assert_eq!(cluster.stop(2), Some(0), "a clean shutdown exits 0");
@@ -190,7 +190,7 @@ fn stopped_node_catches_up() {
 fn corrupt_chunks_and_wal_are_repaired() {
     let _serial = serial();
     let dir = TempDir::new("cluster-corrupt");
-    let mut cluster = Cluster::new(&dir.0, 34000, 34500);
+    let mut cluster = Cluster::new(&dir.0, 24000, 24500);
     cluster.start_all();
     cluster.wait_ready();
     load_count(&cluster, &dir, "chunked", 65_536, 600);

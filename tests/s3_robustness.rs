@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{Cluster, CORES, NODES};
 use common::TempDir;
 
-const S3_PORT: u16 = 35900;
+const S3_PORT: u16 = 25900;
 
 fn connect() -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", S3_PORT)).expect("connect to the S3 port");
@@ -87,7 +87,7 @@ fn total_chunks(cluster: &Cluster) -> u64 {
 #[test]
 fn bad_input_gets_clear_errors_and_loses_nothing() {
     let dir = TempDir::new("s3-robustness");
-    let mut cluster = Cluster::new(&dir.0, 35000, 35500);
+    let mut cluster = Cluster::new(&dir.0, 25000, 25500);
     cluster.extra_args = ["--http", &format!("127.0.0.1:{S3_PORT}"), "--anonymous"]
         .iter()
         .chain(&[

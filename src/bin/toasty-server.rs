@@ -453,6 +453,15 @@ fn start_shards(
     io_memory: usize,
     log: Log,
 ) -> Result<(), String> {
+    // A panic is a bug, and a node with one shard dead and the others
+    // serving would look whole to its peers: print it (the default hook)
+    // and die at once, as kill -9 would. Recovery is the restart's job.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("toasty-server: a thread panicked (a bug): aborting the node");
+        std::process::abort();
+    }));
     let mut threads = Vec::new();
     for (params, placement) in shards.into_iter().zip(placements) {
         let group = params.group;

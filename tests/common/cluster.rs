@@ -123,14 +123,24 @@ impl Cluster {
         command
     }
 
-    /// `toasty-client wait`: every group answers a linearizable read.
-    pub fn wait_ready(&self) {
+    /// `toasty-client wait`: every group answers a linearizable read, and
+    /// every node started is still running (a quorum answers without the
+    /// third node: one that failed at startup, e.g. a port in use, would
+    /// otherwise go unnoticed until much later).
+    pub fn wait_ready(&mut self) {
         let status = self.client().args(["wait", "--seconds", "120"]).status().expect("run wait");
         assert!(
             status.success(),
             "the cluster did not become ready; logs in {}",
             self.dir.display()
         );
+        for (node, child) in self.nodes.iter_mut().enumerate() {
+            if let Some(child) = child {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    panic!("node {node} exited ({exit}) while the cluster started");
+                }
+            }
+        }
     }
 
     /// The status of every shard of `node`, or None if it does not answer.

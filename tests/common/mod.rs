@@ -24,6 +24,8 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         // A failed test keeps its directory (logs, data) for the post-mortem.
         if std::thread::panicking() {
+            // CI keeps only the output: show the end of every log here.
+            print_log_tails(&self.0);
             eprintln!("kept {} for inspection", self.0.display());
             return;
         }
@@ -56,4 +58,27 @@ pub fn crash_seed() -> u64 {
         });
     eprintln!("crash test seed {seed} (TOASTY_CRASH_SEED={seed} replays the kill schedule)");
     seed
+}
+
+/// The last lines of each `*.log` directly in `dir` (node logs; not the
+/// ack logs, which are data), to stderr.
+fn print_log_tails(dir: &std::path::Path) {
+    const LINES: usize = 40;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .filter(|path| !path.file_name().is_some_and(|name| name == "acks.log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let Ok(bytes) = std::fs::read(&log) else { continue };
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(LINES);
+        eprintln!("--- {} (last {} of {} lines)", log.display(), lines.len() - from, lines.len());
+        for line in &lines[from..] {
+            eprintln!("{line}");
+        }
+    }
 }
