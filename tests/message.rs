@@ -483,6 +483,27 @@ proptest! {
         assert_flip_detected(message.bytes(), bit);
     }
 
+    /// Fails if the in-place parse of a shared buffer (the transport's
+    /// large-frame path) judges any message or flipped bit differently
+    /// from `parse`, or hands back other bytes.
+    #[test]
+    fn parse_shared_agrees_with_parse(
+        (header, body) in header_and_body_any(),
+        bit in any::<Index>(),
+    ) {
+        let message = Message::new(header, &body);
+        let shared = Message::parse_shared(message.shared(), MESSAGE_SIZE_MAX);
+        prop_assert_eq!(shared.as_ref().map(|m| m.bytes()), Ok(message.bytes()));
+        let mut flipped = message.bytes().to_vec();
+        let bit = bit.index(flipped.len() * 8);
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        prop_assert_eq!(
+            Message::parse_shared(flipped.clone().into(), MESSAGE_SIZE_MAX).map(|m| m.bytes().to_vec()),
+            Message::parse(&flipped, MESSAGE_SIZE_MAX).map(|m| m.bytes().to_vec())
+        );
+        prop_assert!(Message::parse(&flipped, MESSAGE_SIZE_MAX).is_err());
+    }
+
     /// Fails if a cut-off message is accepted or the reason is wrong.
     #[test]
     fn truncated_is_rejected(

@@ -13,11 +13,19 @@ pub struct ChunkBytes {
     buffer: Vec<u8>,
     start: usize,
     end: usize,
+    crc32c: u32,
 }
 
 impl ChunkBytes {
     pub fn as_slice(&self) -> &[u8] {
         &self.buffer[self.start..self.end]
+    }
+
+    /// The data's crc32c, computed when it was verified: callers that
+    /// pass it on need not hash 1 MiB again (it was 4 % of a node's CPU
+    /// in the 1 MiB GET flamegraph).
+    pub fn crc32c(&self) -> u32 {
+        self.crc32c
     }
 }
 
@@ -70,5 +78,5 @@ pub(crate) fn verify_record(
     if actual != crc_field {
         return Err(ReadError::Corrupt { expected: crc_field, actual });
     }
-    Ok(ChunkBytes { buffer: bytes, start, end })
+    Ok(ChunkBytes { buffer: bytes, start, end, crc32c: actual })
 }

@@ -412,7 +412,7 @@ impl ChunkService {
                         self.stats.reads += 1;
                         self.stats.read_bytes += data.len() as u64;
                         let mut header = self.header(Command::ChunkData, chunk_id, request, client);
-                        header.op.set(u64::from(crc32c::crc32c(data)));
+                        header.op.set(u64::from(bytes.crc32c()));
                         self.answer(waiter, header, data, out);
                     }
                     Err(_) => {

@@ -32,7 +32,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use crate::vsr::message::{header_parse, Message, HEADER_SIZE};
+use crate::vsr::message::{header_parse, shared_zeroed, Message, MessageError, HEADER_SIZE};
 
 pub type ConnId = u64;
 
@@ -315,13 +315,17 @@ async fn read_loop(
             })?;
             let size = header.size.get() as usize;
             if size > buffer.len() {
-                // Larger than the buffer: read it into its own.
+                // Larger than the buffer: read it straight into the shared
+                // buffer the message keeps (no copy after the socket's).
                 let present = filled - start;
-                let mut frame = vec![0u8; size];
-                frame[..present].copy_from_slice(&buffer[start..filled]);
+                let mut frame = shared_zeroed(size);
+                let Some(bytes) = Rc::get_mut(&mut frame) else {
+                    unreachable!("a fresh Rc is unique")
+                };
+                bytes[..present].copy_from_slice(&buffer[start..filled]);
                 start = filled;
-                read_exact_into(conn, stream, &mut frame, present).await?;
-                deliver(inbox, conn.id, &frame).await?;
+                read_exact_into(conn, stream, bytes, present).await?;
+                deliver_shared(inbox, conn.id, frame).await?;
                 continue;
             }
             if filled - start < size {
@@ -366,7 +370,21 @@ async fn read_exact_into(
 
 /// Verify a whole frame and hand it to the inbox (waiting for room).
 async fn deliver(inbox: &SharedInbox, conn: ConnId, frame: &[u8]) -> Result<(), ReadEnd> {
-    let message = Message::parse(frame, frame.len()).map_err(|_| {
+    let message = Message::parse(frame, frame.len());
+    deliver_parsed(inbox, conn, message).await
+}
+
+async fn deliver_shared(inbox: &SharedInbox, conn: ConnId, frame: Rc<[u8]>) -> Result<(), ReadEnd> {
+    let size = frame.len();
+    deliver_parsed(inbox, conn, Message::parse_shared(frame, size)).await
+}
+
+async fn deliver_parsed(
+    inbox: &SharedInbox,
+    conn: ConnId,
+    message: Result<Message, MessageError>,
+) -> Result<(), ReadEnd> {
+    let message = message.map_err(|_| {
         inbox.borrow_mut().stats.frames_invalid += 1;
         ReadEnd::Invalid
     })?;
