@@ -87,7 +87,7 @@ shard_fields! {
     messages_sent_total: "counter", "Messages sent.";
     bytes_received_total: "counter", "Bytes received / sent.";
     bytes_sent_total: "counter", "bytes sent total";
-    bytes_copied_receive_total: "counter", "Bytes copied in user space on receive (one copy per message).";
+    bytes_copied_receive_total: "counter", "Bytes copied in user space on receive (frames up to 256 KiB; larger ones are read in place).";
     wal_writes_total: "counter", "WAL writes and their fdatasyncs.";
     wal_fdatasyncs_total: "counter", "wal fdatasyncs total";
     chunk_fdatasyncs_total: "counter", "Chunk store fdatasyncs.";

@@ -140,11 +140,15 @@ impl Inbox {
         }
     }
 
-    fn push(&mut self, conn: ConnId, message: Message) {
+    /// `copied`: the message was copied out of the read buffer (frames up
+    /// to `READ_BUFFER_SIZE`); larger ones are read in place.
+    fn push(&mut self, conn: ConnId, message: Message, copied: bool) {
         self.bytes += message.bytes().len();
         self.stats.messages_received += 1;
         self.stats.bytes_received += message.bytes().len() as u64;
-        self.stats.bytes_copied_receive += message.bytes().len() as u64;
+        if copied {
+            self.stats.bytes_copied_receive += message.bytes().len() as u64;
+        }
         self.messages.push_back((conn, message));
         self.wake_owner();
     }
@@ -371,25 +375,26 @@ async fn read_exact_into(
 /// Verify a whole frame and hand it to the inbox (waiting for room).
 async fn deliver(inbox: &SharedInbox, conn: ConnId, frame: &[u8]) -> Result<(), ReadEnd> {
     let message = Message::parse(frame, frame.len());
-    deliver_parsed(inbox, conn, message).await
+    deliver_parsed(inbox, conn, message, true).await
 }
 
 async fn deliver_shared(inbox: &SharedInbox, conn: ConnId, frame: Rc<[u8]>) -> Result<(), ReadEnd> {
     let size = frame.len();
-    deliver_parsed(inbox, conn, Message::parse_shared(frame, size)).await
+    deliver_parsed(inbox, conn, Message::parse_shared(frame, size), false).await
 }
 
 async fn deliver_parsed(
     inbox: &SharedInbox,
     conn: ConnId,
     message: Result<Message, MessageError>,
+    copied: bool,
 ) -> Result<(), ReadEnd> {
     let message = message.map_err(|_| {
         inbox.borrow_mut().stats.frames_invalid += 1;
         ReadEnd::Invalid
     })?;
     inbox_room(inbox).await;
-    inbox.borrow_mut().push(conn, message);
+    inbox.borrow_mut().push(conn, message, copied);
     Ok(())
 }
 
