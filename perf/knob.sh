@@ -31,6 +31,7 @@ out_dir="$root/perf/results/$(date +%F)"
 mkdir -p "$out_dir"
 out="$out_dir/knob${flag//-/_}-$commit-$(date +%H%M%S).json"
 export TOASTY_CLUSTER_DIR="$root/target/knob-cluster" TOASTY_BIN="$bin"
+export TOASTY_CORES=${TOASTY_CORES:-2}
 trap '"$root/scripts/cluster.sh" stop >/dev/null 2>&1 || true' EXIT
 echo "{\"commit\":\"$commit\",\"flag\":\"$flag\",\"loadgen\":\"$*\",\"load_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"runs\":[" > "$out"
 first=1

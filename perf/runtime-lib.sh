@@ -1,6 +1,10 @@
 # shellcheck shell=bash
 # Shared by perf/failover.sh, perf/memory.sh and perf/streaming.sh. Source it
-# after `root` is set; it defines functions and starts nothing.
+# after `root` is set; it defines functions and starts nothing, and keeps
+# these scripts' recorded configuration: 2 shards per node unless
+# TOASTY_CORES says otherwise (scripts/cluster.sh's own default follows the
+# CPU count).
+export TOASTY_CORES=${TOASTY_CORES:-2}
 
 # TOASTY_BIN (default $root/target/release, built if missing) and
 # bin_commit (TOASTY_BIN_COMMIT, else this checkout's HEAD).

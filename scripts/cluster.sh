@@ -14,7 +14,11 @@
 # to the others). A development key is created on the first start, kept in
 # data/cluster/credentials and printed by `start` and `status`.
 #
-# Settings (environment): TOASTY_CORES (shards per node, default 2),
+# Settings (environment): TOASTY_CORES (shards per node; default one shard
+# per CPU over the three nodes, at least 1: 1 on a 2-CPU box, where
+# --cores 2 gave 0.6x the 4 KiB GETs and a third of the PUTs, perf/matrix.md;
+# fixed at the first start, which writes it to data/cluster/cores: the
+# groups objects hash to depend on it),
 # TOASTY_CHUNK_SEGMENTS x TOASTY_SEGMENT_MIB (chunk store per shard, default
 # 16 x 64 MiB), TOASTY_METADATA_MIB (object metadata per group, default 64),
 # TOASTY_BASE_PORT (replica ports: node i shard k on BASE + 100 i + k,
@@ -24,14 +28,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${TOASTY_CLUSTER_DIR:-$root/data/cluster}
-cores=${TOASTY_CORES:-2}
+nodes=3
+if [ -f "$dir/cores" ]; then
+    cores=$(cat "$dir/cores")
+    if [ -n "${TOASTY_CORES:-}" ] && [ "$TOASTY_CORES" != "$cores" ]; then
+        echo "TOASTY_CORES=$TOASTY_CORES, but the cluster in $dir was made with $cores shards" \
+            "per node (objects hash to groups by that count); unset it, or wipe the" \
+            "cluster (scripts/cluster.sh wipe) to start over" >&2
+        exit 2
+    fi
+elif [ -d "$dir/node-0/shard-0" ]; then
+    # Made before the cores file existed: its shard directories say.
+    cores=$(find "$dir/node-0" -maxdepth 1 -name 'shard-*' -type d | wc -l)
+else
+    cpus=$(nproc 2>/dev/null || echo 1)
+    cores=${TOASTY_CORES:-$(( cpus / nodes > 1 ? cpus / nodes : 1 ))}
+fi
 segments=${TOASTY_CHUNK_SEGMENTS:-16}
 segment_mib=${TOASTY_SEGMENT_MIB:-64}
 metadata_mib=${TOASTY_METADATA_MIB:-64}
 base=${TOASTY_BASE_PORT:-4000}
 metrics=${TOASTY_METRICS_PORT:-7100}
 s3_port=${TOASTY_S3_PORT:-3000}
-nodes=3
 bin=${TOASTY_BIN:-$root/target/release}
 peers=$(for i in $(seq 0 $((nodes - 1))); do printf '127.0.0.1:%d,' $((base + 100 * i)); done)
 peers=${peers%,}
@@ -42,6 +60,12 @@ pid_of() { # node -> pid if running
     local pid
     pid=$(cat "$file")
     kill -0 "$pid" 2>/dev/null || return 1
+    # A node killed with -9 may stay a zombie until its parent reaps it
+    # (or a reused pid may be another program): neither is a running node.
+    local state
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ "$state" != Z ] || return 1
+    grep -q toasty-server "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
 }
 
@@ -91,6 +115,7 @@ start)
         cargo build --release --bin toasty-server --bin toasty-client
     fi
     credentials
+    [ -f "$dir/cores" ] || echo "$cores" >"$dir/cores"
     for i in $(seq 0 $((nodes - 1))); do start_node "$i"; done
     echo "waiting until every group answers (first start formats the data files)..."
     if ! "$bin/toasty-client" --peers "$peers" --cores "$cores" wait --seconds 120; then
