@@ -636,3 +636,36 @@ fn run_all_reports_every_failure() {
     assert_eq!(mtime_before, mtime_after, "run_all wrote into a foreign directory");
     assert!(report.to_string().starts_with(&format!("{expected} startup check(s) failed:")));
 }
+
+/// Fails if a node's data opens with another group count than it was made
+/// with (objects would hash to groups nobody asks), if the first start does
+/// not record its count, or if data made before the record existed is not
+/// recognised by its formatted shard directories.
+#[test]
+fn group_count_is_recorded_and_enforced() {
+    let dir = TempDir::new("groups");
+    checks::group_count(&dir.0, 2).expect("a fresh directory takes any count");
+    let recorded = fs::read_to_string(dir.0.join(checks::GROUPS_FILE_NAME)).expect("recorded");
+    assert_eq!(recorded.trim(), "2");
+    checks::group_count(&dir.0, 2).expect("the same count opens");
+    let error = checks::group_count(&dir.0, 1).expect_err("another count is refused");
+    assert!(error.contains("--cores 2") && error.contains("--cores 1"), "{error}");
+
+    fs::write(dir.0.join(checks::GROUPS_FILE_NAME), "two\n").expect("garble");
+    let error = checks::group_count(&dir.0, 2).expect_err("a garbled record is refused");
+    assert!(error.contains("expected a group count"), "{error}");
+
+    // Older data: no record, two formatted shards (a replica file each).
+    let old = TempDir::new("groups-old");
+    for shard in 0..2 {
+        let shard_dir = old.0.join(format!("shard-{shard}"));
+        fs::create_dir(&shard_dir).expect("shard dir");
+        fs::write(toasty::shard::storage::ReplicaFile::path_in(&shard_dir), b"x").expect("file");
+    }
+    let error = checks::group_count(&old.0, 1).expect_err("fewer groups than formatted");
+    assert!(error.contains("--cores 2"), "{error}");
+    assert!(!old.0.join(checks::GROUPS_FILE_NAME).exists(), "a refused start records nothing");
+    checks::group_count(&old.0, 2).expect("the formatted count opens");
+    let recorded = fs::read_to_string(old.0.join(checks::GROUPS_FILE_NAME)).expect("recorded");
+    assert_eq!(recorded.trim(), "2");
+}

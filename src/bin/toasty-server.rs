@@ -278,6 +278,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
     let placements = placements(&cli.cpus, cli.cores)?;
     std::fs::create_dir_all(&cli.data)
         .map_err(|e| format!("{}: cannot create the data directory: {e}", cli.data.display()))?;
+    checks::group_count(&cli.data, cli.cores)?;
     let http = front_end_config(&cli)?;
     let mut shard_params = Vec::new();
     let status = NodeStatus::new(cli.node, cli.cores);

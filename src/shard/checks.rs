@@ -701,6 +701,54 @@ impl fmt::Display for StartupReport {
 }
 
 // ---------------------------------------------------------------------------
+// The group count a node's data was made with.
+
+/// The file in a node's data directory that records its group count.
+pub const GROUPS_FILE_NAME: &str = "groups";
+
+/// Objects hash to groups by the group count (`--cores`), so a node's data
+/// must always be opened with the count it was made with: any other would
+/// leave objects in groups nobody asks. Compares `group_count` with the one
+/// recorded in `data_dir/groups` or, for data made before that file, with
+/// the number of formatted shard directories, then records it. An error
+/// names both counts and what to do.
+pub fn group_count(data_dir: &Path, group_count: u32) -> Result<(), String> {
+    let path = data_dir.join(GROUPS_FILE_NAME);
+    let made_with = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().parse::<u32>().map_err(|_| {
+            format!(
+                "{}: expected a group count, found {:?}: restore the file with the --cores \
+                 this data was made with",
+                path.display(),
+                text.trim()
+            )
+        })?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let formatted = (0..1024u32)
+                .take_while(|shard| {
+                    crate::shard::storage::ReplicaFile::exists(
+                        &data_dir.join(format!("shard-{shard}")),
+                    )
+                })
+                .count() as u32;
+            (formatted > 0).then_some(formatted)
+        }
+        Err(error) => return Err(format!("{}: cannot read: {error}", path.display())),
+    };
+    match made_with {
+        Some(count) if count != group_count => Err(format!(
+            "{}: this node's data was made with --cores {count} (objects hash to {count} \
+             groups); --cores {group_count} would leave objects where no request looks. \
+             Start with --cores {count} (every node of a cluster uses the same)",
+            data_dir.display()
+        )),
+        Some(_) if path.exists() => Ok(()),
+        _ => std::fs::write(&path, format!("{group_count}\n"))
+            .map_err(|e| format!("{}: cannot record the group count: {e}", path.display())),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Messages.
 
 /// `1536` → "1.5 KiB (1536 bytes)": the unit to read, the exact number to
