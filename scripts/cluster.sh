@@ -17,8 +17,8 @@
 # Settings (environment): TOASTY_CORES (shards per node; default one shard
 # per CPU over the three nodes, at least 1: 1 on a 2-CPU box, where
 # --cores 2 gave 0.6x the 4 KiB GETs and a third of the PUTs, perf/matrix.md;
-# fixed at the first start, which writes it to data/cluster/cores: the
-# groups objects hash to depend on it),
+# fixed at the first start, when each node records it in its data
+# directory: the groups objects hash to depend on it),
 # TOASTY_CHUNK_SEGMENTS x TOASTY_SEGMENT_MIB (chunk store per shard, default
 # 16 x 64 MiB), TOASTY_METADATA_MIB (object metadata per group, default 64),
 # TOASTY_BASE_PORT (replica ports: node i shard k on BASE + 100 i + k,
@@ -29,17 +29,24 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${TOASTY_CLUSTER_DIR:-$root/data/cluster}
 nodes=3
-if [ -f "$dir/cores" ]; then
-    cores=$(cat "$dir/cores")
-    if [ -n "${TOASTY_CORES:-}" ] && [ "$TOASTY_CORES" != "$cores" ]; then
-        echo "TOASTY_CORES=$TOASTY_CORES, but the cluster in $dir was made with $cores shards" \
+# The shard count is fixed when the data is made: each node records it in
+# its data directory (`groups`, written and enforced by toasty-server);
+# older data without it is read from its shard directories.
+if [ -f "$dir/node-0/groups" ]; then
+    made=$(cat "$dir/node-0/groups")
+elif [ -d "$dir/node-0/shard-0" ]; then
+    made=$(find "$dir/node-0" -maxdepth 1 -name 'shard-*' -type d | wc -l)
+else
+    made=
+fi
+if [ -n "$made" ]; then
+    if [ -n "${TOASTY_CORES:-}" ] && [ "$TOASTY_CORES" != "$made" ]; then
+        echo "TOASTY_CORES=$TOASTY_CORES, but the cluster in $dir was made with $made shards" \
             "per node (objects hash to groups by that count); unset it, or wipe the" \
             "cluster (scripts/cluster.sh wipe) to start over" >&2
         exit 2
     fi
-elif [ -d "$dir/node-0/shard-0" ]; then
-    # Made before the cores file existed: its shard directories say.
-    cores=$(find "$dir/node-0" -maxdepth 1 -name 'shard-*' -type d | wc -l)
+    cores=$made
 else
     cpus=$(nproc 2>/dev/null || echo 1)
     cores=${TOASTY_CORES:-$(( cpus / nodes > 1 ? cpus / nodes : 1 ))}
@@ -115,7 +122,6 @@ start)
         cargo build --release --bin toasty-server --bin toasty-client
     fi
     credentials
-    [ -f "$dir/cores" ] || echo "$cores" >"$dir/cores"
     for i in $(seq 0 $((nodes - 1))); do start_node "$i"; done
     echo "waiting until every group answers (first start formats the data files)..."
     if ! "$bin/toasty-client" --peers "$peers" --cores "$cores" wait --seconds 120; then
