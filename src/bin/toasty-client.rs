@@ -161,7 +161,7 @@ fn driver(cli: &Cli) -> Rc<ClientDriver> {
     let limits = TransportLimits::new((1 << 20) + HEADER_SIZE);
     let seed = u128::from(seed()) << 64 | u128::from(seed());
     let options = DriverOptions { preferred_replica: cli.prefer, ..DriverOptions::default() };
-    ClientDriver::start(config, replica_addrs(&cli.peers, cli.cores), limits, seed, options)
+    ClientDriver::start(config, replica_addrs(&cli.peers, cli.cores), limits, seed, options, None)
 }
 
 fn seed() -> u64 {

@@ -55,6 +55,10 @@ struct Cli {
     prefer: u8,
     #[arg(long, default_value_t = 1 << 20)]
     io_memory: usize,
+    /// MiB of chunk data kept in memory for repeated GETs, split over the
+    /// executors; 0 turns it off.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    chunk_cache_mib: u64,
     /// Serve HTTPS: a PEM certificate chain and its private key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         connections_max: 4096,
         put_bytes_in_flight_max: 256 << 20,
         get_chunks_ahead: 3,
+        chunk_cache_bytes: ((cli.chunk_cache_mib << 20) / u64::from(cli.executors.max(1))) as usize,
         tls,
     };
     let mut threads = Vec::new();
@@ -121,14 +126,18 @@ fn main() -> ExitCode {
                     client.sessions_per_group = config.sessions_per_group;
                     let limits = TransportLimits::new((8 << 20) + HEADER_SIZE);
                     let seed = toasty::shard::random::random_u128() ^ u128::from(executor);
-                    let options =
-                        DriverOptions { preferred_replica: prefer, ..DriverOptions::default() };
+                    let options = DriverOptions {
+                        preferred_replica: prefer,
+                        chunk_cache_bytes: config.chunk_cache_bytes,
+                        ..DriverOptions::default()
+                    };
                     let driver = ClientDriver::start(
                         client,
                         replica_addrs(&peers, cores),
                         limits,
                         seed,
                         options,
+                        None,
                     );
                     serve(http, S3Context::new(driver, config, log))?;
                     // Serve until killed.

@@ -82,6 +82,10 @@ struct Cli {
     /// cores x (io_memory + 512 KiB).
     #[arg(long, default_value_t = 1 << 20)]
     io_memory: usize,
+    /// Microseconds an idle executor keeps polling before it sleeps in the
+    /// kernel (glommio's spin_before_park); 0 sleeps at once.
+    #[arg(long, default_value_t = 0)]
+    spin_before_park_us: u64,
     /// Chunk store segments per shard, and their size in MiB.
     #[arg(long, default_value_t = 64)]
     chunk_segments: u32,
@@ -138,6 +142,11 @@ struct Cli {
     /// holds 64 sessions: 3 nodes x cores x this must stay well below.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     client_sessions: u32,
+    /// MiB of chunk data the node's S3 front ends keep in memory for
+    /// repeated GETs (split evenly over the shards); 0 turns it off. Chunk
+    /// files are O_DIRECT, so the kernel's page cache never holds them.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    chunk_cache_mib: u64,
     /// Serve HTTPS: a PEM certificate chain and its private key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -344,7 +353,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
         cli.cluster,
         cli.data.display()
     ));
-    start_shards(shard_params, placements, cli.io_memory, log)
+    start_shards(shard_params, placements, cli.io_memory, cli.spin_before_park_us, log)
 }
 
 /// The S3 front end's configuration, if `--http` is given.
@@ -398,6 +407,7 @@ fn front_end_config(cli: &Cli) -> Result<Option<S3Config>, String> {
         connections_max: 4096,
         put_bytes_in_flight_max: 256 << 20,
         get_chunks_ahead: 3,
+        chunk_cache_bytes: ((cli.chunk_cache_mib << 20) / u64::from(cli.cores.max(1))) as usize,
         tls,
     }))
 }
@@ -452,6 +462,7 @@ fn start_shards(
     shards: Vec<ShardParams>,
     placements: Vec<Placement>,
     io_memory: usize,
+    spin_before_park_us: u64,
     log: Log,
 ) -> Result<(), String> {
     // A panic is a bug, and a node with one shard dead and the others
@@ -473,6 +484,7 @@ fn start_shards(
                 let executor = LocalExecutorBuilder::new(placement)
                     .name(&format!("shard-{group}"))
                     .io_memory(io_memory)
+                    .spin_before_park(Duration::from_micros(spin_before_park_us))
                     .make();
                 let result = match executor {
                     Ok(executor) => executor.run(server::run(params)),

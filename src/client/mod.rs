@@ -22,6 +22,8 @@
 //! [`ObjectClient::take_completions`]. No clock, no I/O, no randomness
 //! beyond the seed given to [`ObjectClient::new`].
 
+pub mod cache;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::vsr::message::{

@@ -12,7 +12,10 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::transport::{self, Conn, ConnIds, Inbox, Link, SharedInbox, TransportLimits};
+use super::transport::{
+    self, Conn, ConnIds, Inbox, Link, LocalAcceptor, SharedInbox, TransportLimits,
+};
+use crate::client::cache::{CacheStats, ChunkCache};
 use crate::client::{group_of, ClientConfig, ClientError, Handle, ObjectClient, Outcome};
 use crate::vsr::message::Message;
 use crate::vsr::state_machine::{
@@ -34,8 +37,17 @@ pub struct ClientDriver {
     links: Vec<Vec<Rc<Link>>>,
     inbox: SharedInbox,
     waiting: RefCell<Waiting>,
+    cache: RefCell<ChunkCache>,
     tick: Duration,
     pub options: DriverOptions,
+}
+
+/// A chunk read started by [`ClientDriver::chunk_read_start`].
+pub enum ChunkRead {
+    /// Served from this driver's chunk cache.
+    Cached(Message),
+    /// Sent to a replica; its answer is kept in the cache once verified.
+    Pending(Result<Handle, ClientError>, ChunkRef),
 }
 
 /// How a driver lays out object data.
@@ -47,11 +59,19 @@ pub struct DriverOptions {
     pub chunk_size: usize,
     /// The node whose replicas are read first (this node's, for a front end).
     pub preferred_replica: u8,
+    /// Bytes of verified chunks kept for later reads (0: none); see
+    /// `client::cache`.
+    pub chunk_cache_bytes: usize,
 }
 
 impl Default for DriverOptions {
     fn default() -> DriverOptions {
-        DriverOptions { inline_size_max: 4096, chunk_size: 1 << 20, preferred_replica: 0 }
+        DriverOptions {
+            inline_size_max: 4096,
+            chunk_size: 1 << 20,
+            preferred_replica: 0,
+            chunk_cache_bytes: 0,
+        }
     }
 }
 
@@ -68,30 +88,46 @@ pub fn replica_addrs(peers: &[SocketAddr], groups: u32) -> Vec<Vec<SocketAddr>> 
 }
 
 impl ClientDriver {
-    /// Connect to `addrs[group][replica]` and start the pump.
+    /// Connect to `addrs[group][replica]` and start the pump. `local`:
+    /// (group, replica, acceptor) of a replica on this executor, reached
+    /// in process instead of through its address.
     pub fn start(
         config: ClientConfig,
         addrs: Vec<Vec<SocketAddr>>,
         limits: TransportLimits,
         seed: u128,
         options: DriverOptions,
+        local: Option<(u32, u8, Rc<LocalAcceptor>)>,
     ) -> Rc<ClientDriver> {
         assert_eq!(addrs.len(), config.group_count as usize);
         let inbox = Inbox::new(&limits);
         let ids = Rc::new(ConnIds::default());
         let links = addrs
             .iter()
-            .map(|group| {
-                group
+            .enumerate()
+            .map(|(group, replicas)| {
+                replicas
                     .iter()
-                    .map(|addr| {
-                        transport::link_start(
+                    .enumerate()
+                    .map(|(replica, addr)| match &local {
+                        Some((g, r, acceptor))
+                            if *g as usize == group && *r as usize == replica =>
+                        {
+                            transport::link_start_local(
+                                acceptor.clone(),
+                                ids.clone(),
+                                &inbox,
+                                limits,
+                                Rc::new(|_: &Conn| {}),
+                            )
+                        }
+                        _ => transport::link_start(
                             *addr,
                             ids.clone(),
                             &inbox,
                             limits,
                             Rc::new(|_: &Conn| {}),
-                        )
+                        ),
                     })
                     .collect()
             })
@@ -101,6 +137,7 @@ impl ClientDriver {
             links,
             inbox,
             waiting: RefCell::new(Waiting::default()),
+            cache: RefCell::new(ChunkCache::new(options.chunk_cache_bytes)),
             tick: Duration::from_millis(10),
             options,
         });
@@ -264,27 +301,40 @@ impl ClientDriver {
     }
 
     /// Start reading one chunk; `chunk_read_done` waits for its bytes.
-    pub fn chunk_read_start(&self, group: u32, chunk: ChunkRef) -> Result<Handle, ClientError> {
+    pub fn chunk_read_start(&self, group: u32, chunk: ChunkRef) -> ChunkRead {
+        if let Some(message) = self.cache.borrow_mut().get(&chunk) {
+            return ChunkRead::Cached(message);
+        }
         let handle =
             self.client.borrow_mut().chunk_read(group, chunk, self.options.preferred_replica);
         self.flush();
-        handle
+        ChunkRead::Pending(handle, chunk)
     }
 
     /// A chunk's verified bytes (the message's body).
-    pub async fn chunk_read_done(
-        &self,
-        handle: Result<Handle, ClientError>,
-    ) -> Result<Message, ClientError> {
+    pub async fn chunk_read_done(&self, read: ChunkRead) -> Result<Message, ClientError> {
+        let (handle, chunk) = match read {
+            ChunkRead::Cached(message) => return Ok(message),
+            ChunkRead::Pending(handle, chunk) => (handle, chunk),
+        };
         match self.wait(handle).await? {
-            Outcome::ChunkRead(message) => Ok(message),
+            Outcome::ChunkRead(message) => {
+                // The object client verified length and crc32c already.
+                self.cache.borrow_mut().insert(&chunk, message.clone());
+                Ok(message)
+            }
             _ => Err(ClientError::BadReply),
         }
     }
 
     pub async fn chunk_read(&self, group: u32, chunk: ChunkRef) -> Result<Message, ClientError> {
-        let handle = self.chunk_read_start(group, chunk);
-        self.chunk_read_done(handle).await
+        let read = self.chunk_read_start(group, chunk);
+        self.chunk_read_done(read).await
+    }
+
+    /// The chunk cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.borrow().stats()
     }
 
     pub fn group_of(&self, bucket_id: u64, key: &[u8]) -> u32 {

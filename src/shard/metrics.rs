@@ -94,6 +94,9 @@ shard_fields! {
     chunk_write_queue: "gauge", "Chunk writes waiting for room in the chunk store.";
     wal_queue: "gauge", "Writes in flight to the WAL.";
     connections: "gauge", "Open connections.";
+    chunk_cache_hits_total: "counter", "Chunk reads of this shard's S3 front end served from its chunk cache / sent to a replica.";
+    chunk_cache_misses_total: "counter", "chunk cache misses total";
+    chunk_cache_bytes: "gauge", "Chunk bytes in the S3 front end's chunk cache.";
     peers_connected: "gauge", "Peers (other replicas of the group) connected.";
 }
 

@@ -159,7 +159,16 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
         })
         .collect();
     if let Some((addr, config)) = &params.http {
-        front_end_start(&params, *addr, config.clone(), &log)?;
+        // This shard's own replica is on this executor: the front end
+        // reaches it in process, not through loopback TCP.
+        let local = transport::LocalAcceptor::new(
+            params.peers[params.node as usize],
+            &inbox,
+            &ids,
+            &conns,
+            params.transport,
+        );
+        front_end_start(&params, *addr, config.clone(), local, &log)?;
     }
     let mut shard = Shard {
         service: ChunkService::new(params.service),
@@ -191,6 +200,7 @@ fn front_end_start(
     params: &ShardParams,
     addr: SocketAddr,
     config: super::s3::S3Config,
+    local: Rc<transport::LocalAcceptor>,
     log: &Log,
 ) -> Result<(), String> {
     use super::client_driver::{replica_addrs, ClientDriver, DriverOptions};
@@ -203,6 +213,7 @@ fn front_end_start(
         inline_size_max: config.inline_size_max,
         chunk_size: config.chunk_size,
         preferred_replica: params.node,
+        chunk_cache_bytes: config.chunk_cache_bytes,
     };
     let seed = u128::from(seed_from_os()) << 64 | u128::from(seed_from_os());
     let driver = ClientDriver::start(
@@ -211,7 +222,21 @@ fn front_end_start(
         params.transport,
         seed,
         options,
+        Some((params.group, params.node, local)),
     );
+    // The cache's counters join the shard's metrics once a second.
+    let (weak, status) = (Rc::downgrade(&driver), params.status.clone());
+    glommio::spawn_local(async move {
+        while let Some(driver) = weak.upgrade() {
+            let stats = driver.cache_stats();
+            drop(driver);
+            status.chunk_cache_hits_total.store(stats.hits, Ordering::Relaxed);
+            status.chunk_cache_misses_total.store(stats.misses, Ordering::Relaxed);
+            status.chunk_cache_bytes.store(stats.bytes, Ordering::Relaxed);
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .detach();
     let context = super::s3::S3Context::new(driver, config, *log);
     super::s3::serve(addr, context)
 }

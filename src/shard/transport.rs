@@ -15,13 +15,19 @@
 //! that queue up together are coalesced into one write (one copy, fewer
 //! syscalls).
 //!
+//! A client on the same executor as the shard it talks to (a front end at
+//! `--cores 1`, or shard k's front end and group k) is given an in-process
+//! connection instead ([`LocalAcceptor`]): the same `Conn`, send queue and
+//! inbox, but a message is handed over as it is, with no socket, no copy
+//! and no checksum pass (it never left the process).
+//!
 //! Every queue is bounded: a connection's send queue by bytes and count (a
 //! message that does not fit is dropped and counted: the protocols above
 //! retransmit), the shared inbox by bytes (readers wait for room: TCP
 //! backpressure to the sender).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -246,15 +252,7 @@ pub fn connection_start(
     // Small messages must not wait for Nagle (40 ms with delayed ACKs).
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(RefCell::new(stream));
-    let conn = Rc::new(Conn {
-        id,
-        peer,
-        queue: RefCell::new(SendQueue { messages: VecDeque::new(), bytes: 0, writer: None }),
-        closed: Cell::new(false),
-        limits,
-        inbox: inbox.clone(),
-    });
-    inbox.borrow_mut().stats.connections_opened += 1;
+    let conn = conn_new(id, peer, inbox, limits);
     let reader = (conn.clone(), stream.clone(), inbox.clone());
     glommio::spawn_local(async move {
         let (conn, stream, inbox) = reader;
@@ -536,4 +534,258 @@ pub fn link_start(
     })
     .detach();
     link
+}
+
+/// Connection ids to connections, as a shard's listener keeps them.
+pub type ConnMap = Rc<RefCell<BTreeMap<ConnId, Rc<Conn>>>>;
+
+/// The in-process side of a shard's listener: a client on the same
+/// executor connects here instead of over loopback TCP, and the shard sees
+/// one more connection in its `conns` like any accepted socket.
+pub struct LocalAcceptor {
+    /// The listener's address (what the client would have dialled).
+    pub addr: SocketAddr,
+    inbox: SharedInbox,
+    ids: Rc<ConnIds>,
+    conns: ConnMap,
+    limits: TransportLimits,
+}
+
+impl LocalAcceptor {
+    pub fn new(
+        addr: SocketAddr,
+        inbox: &SharedInbox,
+        ids: &Rc<ConnIds>,
+        conns: &ConnMap,
+        limits: TransportLimits,
+    ) -> Rc<LocalAcceptor> {
+        Rc::new(LocalAcceptor {
+            addr,
+            inbox: inbox.clone(),
+            ids: ids.clone(),
+            conns: conns.clone(),
+            limits,
+        })
+    }
+
+    /// A new connection: the client's end (its messages arrive in `inbox`
+    /// as `id`); the shard's end is registered in the shard's `conns`.
+    fn connect(&self, id: ConnId, inbox: &SharedInbox, limits: TransportLimits) -> Rc<Conn> {
+        let server_id = self.ids.next();
+        let client = conn_new(id, self.addr, inbox, limits);
+        let server = conn_new(server_id, self.addr, &self.inbox, self.limits);
+        local_writer_start(client.clone(), server.clone());
+        local_writer_start(server.clone(), client.clone());
+        self.conns.borrow_mut().insert(server_id, server);
+        client
+    }
+}
+
+fn conn_new(
+    id: ConnId,
+    peer: SocketAddr,
+    inbox: &SharedInbox,
+    limits: TransportLimits,
+) -> Rc<Conn> {
+    inbox.borrow_mut().stats.connections_opened += 1;
+    Rc::new(Conn {
+        id,
+        peer,
+        queue: RefCell::new(SendQueue { messages: VecDeque::new(), bytes: 0, writer: None }),
+        closed: Cell::new(false),
+        limits,
+        inbox: inbox.clone(),
+    })
+}
+
+/// Move what `from` sends into `to`'s inbox, in order, waiting for room
+/// there (the backpressure a socket gives). When either end closes, both
+/// close, and each end's own task reports its close to its own inbox once.
+fn local_writer_start(from: Rc<Conn>, to: Rc<Conn>) {
+    glommio::spawn_local(async move {
+        loop {
+            let batch = poll_fn(|context| {
+                let mut queue = from.queue.borrow_mut();
+                if from.closed.get() || to.closed.get() {
+                    return Poll::Ready(None);
+                }
+                if queue.messages.is_empty() {
+                    queue.writer = Some(context.waker().clone());
+                    return Poll::Pending;
+                }
+                queue.bytes = 0;
+                Poll::Ready(Some(std::mem::take(&mut queue.messages)))
+            })
+            .await;
+            let Some(batch) = batch else { break };
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for message in batch {
+                inbox_room(&to.inbox).await;
+                if to.closed.get() {
+                    break;
+                }
+                count += 1;
+                bytes += message.bytes().len() as u64;
+                to.inbox.borrow_mut().push(to.id, message, false);
+            }
+            let mut inbox = from.inbox.borrow_mut();
+            inbox.stats.messages_sent += count;
+            inbox.stats.bytes_sent += bytes;
+        }
+        from.close();
+        to.close();
+        from.inbox.borrow_mut().push_closed(from.id);
+    })
+    .detach();
+}
+
+/// A link to a shard on this executor: connected in process through
+/// `acceptor`, and connected again (a new pair) if either end closes.
+pub fn link_start_local(
+    acceptor: Rc<LocalAcceptor>,
+    ids: Rc<ConnIds>,
+    inbox: &SharedInbox,
+    limits: TransportLimits,
+    on_connect: Rc<dyn Fn(&Conn)>,
+) -> Rc<Link> {
+    let link = Rc::new(Link {
+        addr: acceptor.addr,
+        conn: RefCell::new(None),
+        stopped: Cell::new(false),
+        connects: Cell::new(0),
+    });
+    let (task_link, inbox) = (link.clone(), inbox.clone());
+    glommio::spawn_local(async move {
+        let link = task_link;
+        while !link.stopped.get() {
+            let conn = acceptor.connect(ids.next(), &inbox, limits);
+            link.connects.set(link.connects.get() + 1);
+            on_connect(&conn);
+            *link.conn.borrow_mut() = Some(conn.clone());
+            while !conn.is_closed() && !link.stopped.get() {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            *link.conn.borrow_mut() = None;
+            if !link.stopped.get() {
+                glommio::timer::sleep(limits.backoff_min).await;
+            }
+        }
+    })
+    .detach();
+    link
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vsr::message::{Command, Header};
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::time::Instant;
+
+    fn message(body: &[u8]) -> Message {
+        Message::new(Header::new(Command::Ping), body)
+    }
+
+    /// Wait (bounded) until `inbox` holds something; then drain it.
+    async fn drain_soon(inbox: &SharedInbox) -> (Vec<(ConnId, Message)>, Vec<ConnId>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while inbox.borrow().is_empty() {
+            assert!(Instant::now() < deadline, "nothing arrived within 5 s");
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        inbox.borrow_mut().drain()
+    }
+
+    async fn connected_soon(link: &Link) -> ConnId {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(id) = link.conn_id() {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "the local link never connected");
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// An in-process link carries messages both ways unchanged and in
+    /// order, reports a close to both ends once, and connects again.
+    #[test]
+    fn local_link_delivers_closes_and_reconnects() {
+        let executor = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(256 << 10)
+            .make()
+            .expect("a glommio executor (memlock ≥ 768 KiB, io_uring)");
+        executor.run(async {
+            let limits = TransportLimits::new(1 << 20);
+            let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+            let (server_inbox, client_inbox) = (Inbox::new(&limits), Inbox::new(&limits));
+            let server_ids = Rc::new(ConnIds::default());
+            let conns: ConnMap = Rc::new(RefCell::new(BTreeMap::new()));
+            let acceptor = LocalAcceptor::new(addr, &server_inbox, &server_ids, &conns, limits);
+            let link = link_start_local(
+                acceptor,
+                Rc::new(ConnIds::default()),
+                &client_inbox,
+                limits,
+                Rc::new(|_: &Conn| {}),
+            );
+            let client_id = connected_soon(&link).await;
+
+            let sent: Vec<Message> = (0..100u32).map(|i| message(&i.to_le_bytes())).collect();
+            for m in &sent {
+                assert!(link.send(m.clone()));
+            }
+            let mut received = Vec::new();
+            while received.len() < sent.len() {
+                let (messages, closed) = drain_soon(&server_inbox).await;
+                assert!(closed.is_empty());
+                received.extend(messages);
+            }
+            let server_id = received[0].0;
+            assert!(received.iter().all(|(id, _)| *id == server_id));
+            let bodies: Vec<&[u8]> = received.iter().map(|(_, m)| m.bytes()).collect();
+            assert_eq!(bodies, sent.iter().map(|m| m.bytes()).collect::<Vec<_>>());
+            let server_conn = conns.borrow().get(&server_id).cloned().expect("registered");
+
+            assert!(server_conn.send(message(b"reply")));
+            let (messages, _) = drain_soon(&client_inbox).await;
+            assert_eq!(messages.len(), 1);
+            assert_eq!(messages[0].0, client_id);
+            assert_eq!(messages[0].1.body(), b"reply");
+
+            // The shard drops the connection: both ends learn it once.
+            server_conn.close();
+            let (_, closed) = drain_soon(&server_inbox).await;
+            assert_eq!(closed, vec![server_id]);
+            let (_, closed) = drain_soon(&client_inbox).await;
+            assert_eq!(closed, vec![client_id]);
+            assert!(!server_conn.send(message(b"late")), "a closed end refuses sends");
+
+            // The link dials again: a new pair, new ids, still working.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let again = loop {
+                match link.conn_id() {
+                    Some(id) if id != client_id => break id,
+                    _ => {
+                        assert!(Instant::now() < deadline, "no reconnect within 5 s");
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            };
+            assert!(link.send(message(b"again")));
+            let (messages, _) = drain_soon(&server_inbox).await;
+            assert_eq!(messages.len(), 1);
+            assert_ne!(messages[0].0, server_id);
+            assert_eq!(messages[0].1.body(), b"again");
+            assert!(conns.borrow().contains_key(&messages[0].0));
+            let _ = again;
+
+            let stats = client_inbox.borrow().stats;
+            assert_eq!(stats.messages_sent, 101);
+            assert_eq!(stats.connections_opened, 2);
+            assert_eq!(stats.connections_closed, 1);
+            assert_eq!(server_inbox.borrow().stats.bytes_copied_receive, 0);
+            link.stop();
+        });
+    }
 }

@@ -68,6 +68,9 @@ pub struct S3Config {
     pub put_bytes_in_flight_max: usize,
     /// Chunks read ahead per GET.
     pub get_chunks_ahead: usize,
+    /// Bytes of verified chunks this front end keeps for later GETs
+    /// (`client::cache`; 0: none).
+    pub chunk_cache_bytes: usize,
     /// Serve HTTPS with this configuration (plain HTTP if `None`).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
