@@ -644,6 +644,8 @@ fn run_all_reports_every_failure() {
 #[test]
 fn group_count_is_recorded_and_enforced() {
     let dir = TempDir::new("groups");
+    assert!(checks::group_count_check(&dir.0, 2).expect("fresh"), "fresh data needs a record");
+    assert!(!dir.0.join(checks::GROUPS_FILE_NAME).exists(), "the check alone writes nothing");
     checks::group_count(&dir.0, 2).expect("a fresh directory takes any count");
     let recorded = fs::read_to_string(dir.0.join(checks::GROUPS_FILE_NAME)).expect("recorded");
     assert_eq!(recorded.trim(), "2");
@@ -668,4 +670,30 @@ fn group_count_is_recorded_and_enforced() {
     checks::group_count(&old.0, 2).expect("the formatted count opens");
     let recorded = fs::read_to_string(old.0.join(checks::GROUPS_FILE_NAME)).expect("recorded");
     assert_eq!(recorded.trim(), "2");
+}
+
+/// Fails if a first start that fails a startup check still fixes the
+/// group count: the operator who fixes the cause may also be fixing
+/// `--cores`, and a record left by the failed start would refuse it.
+#[test]
+fn a_failed_first_start_records_no_group_count() {
+    let dir = TempDir::new("groups-failed-start");
+    let shard = dir.0.join("shard-0");
+    fs::create_dir(&shard).expect("shard dir");
+    fs::write(shard.join("other.db"), b"not ours").expect("foreign file");
+    let output = Command::new(env!("CARGO_BIN_EXE_toasty-server"))
+        .args(["--node", "0", "--peers", "127.0.0.1:1", "--cores", "2", "--cpus", "unpinned"])
+        .arg("--data")
+        .arg(&dir.0)
+        .output()
+        .expect("run toasty-server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a foreign file must fail the start: {stderr}");
+    assert!(stderr.contains("other.db") || stderr.contains("not a toasty"), "{stderr}");
+    assert!(
+        !dir.0.join(checks::GROUPS_FILE_NAME).exists(),
+        "the failed start recorded a group count"
+    );
+    // A later start's check still accepts any count, as for fresh data.
+    assert!(checks::group_count_check(&dir.0, 1).expect("no record yet"));
 }

@@ -287,7 +287,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
     let placements = placements(&cli.cpus, cli.cores)?;
     std::fs::create_dir_all(&cli.data)
         .map_err(|e| format!("{}: cannot create the data directory: {e}", cli.data.display()))?;
-    checks::group_count(&cli.data, cli.cores)?;
+    let record_group_count = checks::group_count_check(&cli.data, cli.cores)?;
     let http = front_end_config(&cli)?;
     let mut shard_params = Vec::new();
     let status = NodeStatus::new(cli.node, cli.cores);
@@ -336,6 +336,10 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
             group_count: cli.cores,
             http: http.clone().map(|config| (cli.http.unwrap_or_else(|| unreachable!()), config)),
         });
+    }
+    // Every startup check passed: only now is the group count fixed.
+    if record_group_count {
+        checks::group_count_record(&cli.data, cli.cores)?;
     }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())

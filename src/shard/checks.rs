@@ -713,6 +713,17 @@ pub const GROUPS_FILE_NAME: &str = "groups";
 /// the number of formatted shard directories, then records it. An error
 /// names both counts and what to do.
 pub fn group_count(data_dir: &Path, group_count: u32) -> Result<(), String> {
+    if group_count_check(data_dir, group_count)? {
+        group_count_record(data_dir, group_count)?;
+    }
+    Ok(())
+}
+
+/// The check half of [`group_count`]: Ok(true) if the count still has to be
+/// recorded. `toasty-server` records it only once every startup check has
+/// passed, so a first start that fails (memlock, a foreign file) does not
+/// fix the count the operator is about to correct.
+pub fn group_count_check(data_dir: &Path, group_count: u32) -> Result<bool, String> {
     let path = data_dir.join(GROUPS_FILE_NAME);
     let made_with = match std::fs::read_to_string(&path) {
         Ok(text) => Some(text.trim().parse::<u32>().map_err(|_| {
@@ -742,10 +753,16 @@ pub fn group_count(data_dir: &Path, group_count: u32) -> Result<(), String> {
              Start with --cores {count} (every node of a cluster uses the same)",
             data_dir.display()
         )),
-        Some(_) if path.exists() => Ok(()),
-        _ => std::fs::write(&path, format!("{group_count}\n"))
-            .map_err(|e| format!("{}: cannot record the group count: {e}", path.display())),
+        Some(_) if path.exists() => Ok(false),
+        _ => Ok(true),
     }
+}
+
+/// Write the group count record (see [`group_count_check`]).
+pub fn group_count_record(data_dir: &Path, group_count: u32) -> Result<(), String> {
+    let path = data_dir.join(GROUPS_FILE_NAME);
+    std::fs::write(&path, format!("{group_count}\n"))
+        .map_err(|e| format!("{}: cannot record the group count: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------
