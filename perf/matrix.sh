@@ -188,7 +188,9 @@ mix_for() { # op -> loadgen flags
 }
 
 # PUT every key once so that GETs find them (16 MiB objects with fewer
-# connections: 64 x 16 MiB in flight is a gigabyte of buffers).
+# connections: 64 x 16 MiB in flight is a gigabyte of buffers). The bucket
+# is created here too: a run whose first cell is a GET (`--ops get`) had
+# no bucket yet, its prefill failed and every GET was a 404.
 prefill() { # target size
     local target=$1 size=$2 c=64
     if [ "$size" = 16MiB ]; then
@@ -201,7 +203,7 @@ prefill() { # target size
     log "$target: prefill $(keys_for "$size") keys of $size"
     "$bin/toasty-loadgen" --endpoint "$lg_endpoint" --region "$lg_region" --access-key "$lg_access" \
         --secret-key "$lg_secret" --bucket "$lg_bucket" --timeout 60 --no-progress \
-        --size "$size" --keys "$(keys_for "$size")" -c "$c" --prefill --mix get=100 --requests "$c" \
+        --size "$size" --keys "$(keys_for "$size")" -c "$c" --prefill --mix get=100 --requests "$c" --create-bucket \
         >>"$out/logs/$target-prefill.log" 2>&1 || log "$target: prefill of $size failed (see logs/$target-prefill.log)"
 }
 
