@@ -396,23 +396,27 @@ async fn deliver_parsed(
     Ok(())
 }
 
+/// Everything queued on `conn` once there is something; None once closed.
+async fn next_batch(conn: &Conn) -> Option<VecDeque<Message>> {
+    poll_fn(|context| {
+        let mut queue = conn.queue.borrow_mut();
+        if conn.closed.get() {
+            return Poll::Ready(None);
+        }
+        if queue.messages.is_empty() {
+            queue.writer = Some(context.waker().clone());
+            return Poll::Pending;
+        }
+        queue.bytes = 0;
+        Poll::Ready(Some(std::mem::take(&mut queue.messages)))
+    })
+    .await
+}
+
 async fn write_loop(conn: &Conn, stream: &Rc<RefCell<TcpStream>>) -> std::io::Result<()> {
     let mut coalesced: Vec<u8> = Vec::with_capacity(WRITE_COALESCE_SIZE);
     loop {
-        let batch = poll_fn(|context| {
-            let mut queue = conn.queue.borrow_mut();
-            if conn.closed.get() {
-                return Poll::Ready(None);
-            }
-            if queue.messages.is_empty() {
-                queue.writer = Some(context.waker().clone());
-                return Poll::Pending;
-            }
-            queue.bytes = 0;
-            Poll::Ready(Some(std::mem::take(&mut queue.messages)))
-        })
-        .await;
-        let Some(batch) = batch else { return Ok(()) };
+        let Some(batch) = next_batch(conn).await else { return Ok(()) };
         let (mut count, mut bytes) = (0u64, 0u64);
         for message in batch {
             let frame = message.bytes();
@@ -500,12 +504,7 @@ pub fn link_start(
     limits: TransportLimits,
     on_connect: Rc<dyn Fn(&Conn)>,
 ) -> Rc<Link> {
-    let link = Rc::new(Link {
-        addr,
-        conn: RefCell::new(None),
-        stopped: Cell::new(false),
-        connects: Cell::new(0),
-    });
+    let link = link_new(addr);
     let (task_link, inbox) = (link.clone(), inbox.clone());
     glommio::spawn_local(async move {
         let link = task_link;
@@ -520,20 +519,40 @@ pub fn link_start(
             };
             backoff = limits.backoff_min;
             let conn = connection_start(stream, ids.next(), &inbox, limits);
-            link.connects.set(link.connects.get() + 1);
-            on_connect(&conn);
-            *link.conn.borrow_mut() = Some(conn.clone());
-            while !conn.is_closed() && !link.stopped.get() {
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-            *link.conn.borrow_mut() = None;
-            if !link.stopped.get() {
-                glommio::timer::sleep(limits.backoff_min).await;
-            }
+            link_hold(&link, conn, &*on_connect, limits).await;
         }
     })
     .detach();
     link
+}
+
+fn link_new(addr: SocketAddr) -> Rc<Link> {
+    Rc::new(Link {
+        addr,
+        conn: RefCell::new(None),
+        stopped: Cell::new(false),
+        connects: Cell::new(0),
+    })
+}
+
+/// Make `conn` the link's connection until it closes (or the link stops),
+/// then wait `backoff_min` before the caller connects again.
+async fn link_hold(
+    link: &Link,
+    conn: Rc<Conn>,
+    on_connect: &dyn Fn(&Conn),
+    limits: TransportLimits,
+) {
+    link.connects.set(link.connects.get() + 1);
+    on_connect(&conn);
+    *link.conn.borrow_mut() = Some(conn.clone());
+    while !conn.is_closed() && !link.stopped.get() {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    *link.conn.borrow_mut() = None;
+    if !link.stopped.get() {
+        glommio::timer::sleep(limits.backoff_min).await;
+    }
 }
 
 /// Connection ids to connections, as a shard's listener keeps them.
@@ -604,20 +623,8 @@ fn conn_new(
 fn local_writer_start(from: Rc<Conn>, to: Rc<Conn>) {
     glommio::spawn_local(async move {
         loop {
-            let batch = poll_fn(|context| {
-                let mut queue = from.queue.borrow_mut();
-                if from.closed.get() || to.closed.get() {
-                    return Poll::Ready(None);
-                }
-                if queue.messages.is_empty() {
-                    queue.writer = Some(context.waker().clone());
-                    return Poll::Pending;
-                }
-                queue.bytes = 0;
-                Poll::Ready(Some(std::mem::take(&mut queue.messages)))
-            })
-            .await;
-            let Some(batch) = batch else { break };
+            // `to` closing closes `from` too (its task's exit, below).
+            let Some(batch) = next_batch(&from).await else { break };
             let (mut count, mut bytes) = (0u64, 0u64);
             for message in batch {
                 inbox_room(&to.inbox).await;
@@ -648,27 +655,13 @@ pub fn link_start_local(
     limits: TransportLimits,
     on_connect: Rc<dyn Fn(&Conn)>,
 ) -> Rc<Link> {
-    let link = Rc::new(Link {
-        addr: acceptor.addr,
-        conn: RefCell::new(None),
-        stopped: Cell::new(false),
-        connects: Cell::new(0),
-    });
+    let link = link_new(acceptor.addr);
     let (task_link, inbox) = (link.clone(), inbox.clone());
     glommio::spawn_local(async move {
         let link = task_link;
         while !link.stopped.get() {
             let conn = acceptor.connect(ids.next(), &inbox, limits);
-            link.connects.set(link.connects.get() + 1);
-            on_connect(&conn);
-            *link.conn.borrow_mut() = Some(conn.clone());
-            while !conn.is_closed() && !link.stopped.get() {
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-            *link.conn.borrow_mut() = None;
-            if !link.stopped.get() {
-                glommio::timer::sleep(limits.backoff_min).await;
-            }
+            link_hold(&link, conn, &*on_connect, limits).await;
         }
     })
     .detach();
