@@ -27,7 +27,6 @@ use crate::vsr::state_machine::ChunkRef;
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
-    pub inserts: u64,
     pub evictions: u64,
     /// Chunk bytes held now.
     pub bytes: u64,
@@ -117,7 +116,6 @@ impl ChunkCache {
         let entry = Entry { message, length: chunk.length, crc32c: chunk.crc32c, used: self.stamp };
         self.entries.insert(chunk.id, entry);
         self.stats.bytes += size as u64;
-        self.stats.inserts += 1;
         debug_assert!(self.stats.bytes as usize <= self.bytes_max);
         debug_assert_eq!(self.entries.len(), self.order.len());
     }

@@ -32,7 +32,9 @@ use super::chunks::{ChunkDriver, ChunkFiles};
 use super::log::Log;
 use super::metrics::ShardStatus;
 use super::storage::ReplicaFile;
-use super::transport::{self, Conn, ConnId, ConnIds, Inbox, Link, SharedInbox, TransportLimits};
+use super::transport::{
+    self, Conn, ConnId, ConnIds, ConnMap, Inbox, Link, SharedInbox, TransportLimits,
+};
 use super::wal::WalDriver;
 use crate::chunkstore::service::{ChunkOut, ChunkService, ChunkServiceConfig};
 use crate::chunkstore::{self, ChunkStore};
@@ -81,7 +83,7 @@ struct Shard {
     chunk_driver: ChunkDriver,
     service: ChunkService,
     inbox: SharedInbox,
-    conns: Rc<RefCell<BTreeMap<ConnId, Rc<Conn>>>>,
+    conns: ConnMap,
     links: Vec<Option<Rc<Link>>>,
     clients: BTreeMap<u128, ConnId>,
     conn_clients: BTreeMap<ConnId, Vec<u128>>,
@@ -251,7 +253,7 @@ fn listen(
     log: &Log,
     inbox: &SharedInbox,
     ids: &Rc<ConnIds>,
-    conns: &Rc<RefCell<BTreeMap<ConnId, Rc<Conn>>>>,
+    conns: &ConnMap,
 ) -> Result<(), String> {
     let addr = params.peers[params.node as usize];
     if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
