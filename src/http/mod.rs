@@ -16,6 +16,7 @@
 pub mod aws_chunked;
 pub mod checksum;
 pub mod error;
+pub mod md5_lanes;
 pub mod request;
 pub mod router;
 pub mod sigv4;

@@ -97,6 +97,9 @@ shard_fields! {
     chunk_cache_hits_total: "counter", "Chunk reads of this shard's S3 front end served from its chunk cache / sent to a replica.";
     chunk_cache_misses_total: "counter", "chunk cache misses total";
     chunk_cache_bytes: "gauge", "Chunk bytes in the S3 front end's chunk cache.";
+    md5_bytes_total: "counter", "Upload bytes the S3 front end's MD5 pool hashed (ETags; inline objects, up to --inline-max, are hashed by their request and not counted).";
+    md5_lane_passes_total: "counter", "Vector passes of the MD5 pool and the streams (lanes) they advanced; lanes / passes is the mean lane use (1 to 16).";
+    md5_lanes_used_total: "counter", "md5 lanes used total";
     peers_connected: "gauge", "Peers (other replicas of the group) connected.";
 }
 

@@ -226,20 +226,25 @@ fn front_end_start(
         options,
         Some((params.group, params.node, local)),
     );
-    // The cache's counters join the shard's metrics once a second.
-    let (weak, status) = (Rc::downgrade(&driver), params.status.clone());
+    let context = super::s3::S3Context::new(driver, config, *log);
+    // The front end's counters (chunk cache, MD5 lanes) join the shard's
+    // metrics once a second.
+    let (weak, status) = (Rc::downgrade(&context), params.status.clone());
     glommio::spawn_local(async move {
-        while let Some(driver) = weak.upgrade() {
-            let stats = driver.cache_stats();
-            drop(driver);
+        while let Some(context) = weak.upgrade() {
+            let stats = context.driver.cache_stats();
+            let md5 = context.md5.stats();
+            drop(context);
             status.chunk_cache_hits_total.store(stats.hits, Ordering::Relaxed);
             status.chunk_cache_misses_total.store(stats.misses, Ordering::Relaxed);
             status.chunk_cache_bytes.store(stats.bytes, Ordering::Relaxed);
+            status.md5_bytes_total.store(md5.bytes_hashed, Ordering::Relaxed);
+            status.md5_lane_passes_total.store(md5.lane_passes, Ordering::Relaxed);
+            status.md5_lanes_used_total.store(md5.lanes_used, Ordering::Relaxed);
             glommio::timer::sleep(Duration::from_secs(1)).await;
         }
     })
     .detach();
-    let context = super::s3::S3Context::new(driver, config, *log);
     super::s3::serve(addr, context)
 }
 

@@ -17,6 +17,7 @@
 
 mod buckets;
 mod conn;
+pub mod md5_pool;
 mod multipart;
 mod objects;
 pub mod tls;
@@ -101,6 +102,8 @@ pub struct S3Context {
     request_next: Cell<u64>,
     connections: Cell<usize>,
     put_budget: glommio::sync::Semaphore,
+    /// ETag MD5s of this shard's uploads, many streams per vector pass.
+    pub md5: md5_pool::Md5Pool,
     pub stats: RefCell<S3Stats>,
 }
 
@@ -125,6 +128,7 @@ impl S3Context {
             request_next: Cell::new(1),
             connections: Cell::new(0),
             put_budget: glommio::sync::Semaphore::new(budget),
+            md5: md5_pool::Md5Pool::new(),
             stats: RefCell::new(S3Stats::default()),
         })
     }

@@ -17,7 +17,7 @@ use super::{client_error, limit_error, unexpected, Responder, S3Context};
 use crate::client::{ClientError, Handle};
 use crate::http::checksum::{
     base64_encode, hex_lower, parse_content_md5, verify_checksum, verify_content_md5,
-    ChecksumAlgorithm, Checksummer, Md5Hasher,
+    ChecksumAlgorithm, Checksummer,
 };
 use crate::http::error::{S3Error, S3ErrorCode};
 use crate::http::request::{RequestHead, CONTINUE};
@@ -163,7 +163,7 @@ pub(super) async fn upload(
     let algorithms = checksums_requested(head);
     let mut checksummers: Vec<Checksummer> =
         algorithms.iter().map(|a| Checksummer::new(*a)).collect();
-    let mut md5 = Md5Hasher::new();
+    let mut md5 = context.md5.stream();
     let mut chunks = Vec::new();
     let mut in_flight: VecDeque<(
         Result<Handle, ClientError>,
@@ -173,7 +173,7 @@ pub(super) async fn upload(
     )> = VecDeque::new();
     let mut size = 0u64;
     let first_size = declared.map_or(chunk_size, |d| (d as usize).min(chunk_size)).max(1);
-    let mut buffer = Vec::with_capacity(first_size);
+    let mut buffer = context.md5.buffer(first_size);
     loop {
         let permit = context
             .put_budget
@@ -188,7 +188,6 @@ pub(super) async fn upload(
             }
         }
         let ended = body.finished();
-        md5.update(&buffer);
         checksummers.iter_mut().for_each(|c| c.update(&buffer));
         size += buffer.len() as u64;
         if buffer.is_empty() {
@@ -200,6 +199,7 @@ pub(super) async fn upload(
             && ended
             && buffer.len() <= config.inline_size_max
         {
+            md5.update_now(&buffer);
             let checksums = algorithms
                 .iter()
                 .copied()
@@ -207,7 +207,7 @@ pub(super) async fn upload(
                 .collect();
             return Ok(Uploaded {
                 size,
-                md5: md5.finalize(),
+                md5: md5.finish().await,
                 checksums,
                 inline: Some(buffer),
                 chunks,
@@ -219,6 +219,10 @@ pub(super) async fn upload(
         let id = chunk_id();
         let handle = context.driver.chunk_write_start(group, id, &buffer);
         in_flight.push_back((handle, id, buffer.len() as u32, permit));
+        // The chunk write copied the bytes: the hash takes the buffer and
+        // runs behind (md5_pool), the next chunk gets a fresh one.
+        let next = context.md5.buffer(chunk_size);
+        md5.feed(std::mem::replace(&mut buffer, next)).await;
         while in_flight.len() >= CHUNKS_IN_FLIGHT {
             chunks.push(chunk_done(context, in_flight.pop_front()).await?);
         }
@@ -240,7 +244,7 @@ pub(super) async fn upload(
         .zip(checksummers.into_iter().map(Checksummer::finalize))
         .collect();
     let inline = (chunks.is_empty() && inline_allowed).then(Vec::new);
-    Ok(Uploaded { size, md5: md5.finalize(), checksums, inline, chunks })
+    Ok(Uploaded { size, md5: md5.finish().await, checksums, inline, chunks })
 }
 
 async fn chunk_done(
@@ -551,10 +555,8 @@ pub(super) async fn get(
     let object = head_object(context, bucket_id, key).await?;
     conditions(head, &object, "")?;
     let size = object.meta.size;
-    let range = range(head, size).map_err(|error| {
-        // 416 carries the size so a client can correct its range.
-        error
-    })?;
+    // A 416 from `range` carries the size so a client can correct its range.
+    let range = range(head, size)?;
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let length = if size == 0 { 0 } else { end - start + 1 };
     let checksum_mode =
