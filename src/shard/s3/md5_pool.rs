@@ -21,8 +21,8 @@
 //! waits forever: a stream that neither feeds nor finishes is an upload that
 //! will time out and drop it.
 //!
-//! Bounds: queued bytes are limited per shard ([`QUEUED_BYTES_MAX`]; `feed`
-//! waits beyond it), and hashed buffers go back to a small free list
+//! Bounds: queued buffers (by capacity) are limited per shard
+//! ([`QUEUED_BYTES_MAX`]; `feed` waits beyond it), and hashed buffers go back to a small free list
 //! ([`FREE_BUFFERS_MAX`]) for the next chunk instead of to the allocator.
 //! A stream dropped with bytes queued (an upload that failed) is discarded
 //! by the runner without hashing them.
@@ -151,9 +151,16 @@ impl Md5Stream {
         if data.is_empty() {
             return;
         }
-        // The semaphore is never closed, so acquire cannot fail; if it
-        // ever did, hashing without the bound is still correct.
-        let _ = self.budget.acquire(data.len() as u64).await;
+        // The budget counts the allocation (a short last chunk still holds
+        // its chunk-sized buffer), taken here and given back whole when the
+        // buffer is hashed or its stream dropped. The semaphore is never
+        // closed, so acquire cannot fail; if it ever did, hashing without
+        // the bound is still correct.
+        assert!(
+            data.capacity() as u64 <= QUEUED_BYTES_MAX / 2,
+            "a chunk buffer over half the queue (chunk_size_max is 8 MiB)"
+        );
+        let _ = self.budget.acquire(data.capacity() as u64).await;
         let first = {
             let mut job = self.job.borrow_mut();
             job.queue.push_back(data);
@@ -244,11 +251,10 @@ async fn run(shared: Rc<RefCell<Shared>>, budget: Rc<glommio::sync::Semaphore>) 
         let mut lanes: Vec<Rc<RefCell<Job>>> = Vec::new();
         for job in jobs {
             // Only the pool holds it: the upload is gone, drop its bytes.
+            // Every queued buffer was taken from the budget whole (a front
+            // buffer partly hashed too), so all of it goes back.
             if Rc::strong_count(&job) == 1 {
-                let queued = {
-                    let job = job.borrow();
-                    job.queue.iter().map(Vec::len).sum::<usize>() - job.offset
-                };
+                let queued = job.borrow().queue.iter().map(Vec::capacity).sum::<usize>();
                 budget.signal(queued as u64);
                 continue;
             }
@@ -356,7 +362,7 @@ fn retire_front(job: &mut Job, free: &mut Vec<Vec<u8>>) -> usize {
     }
     let Some(mut buffer) = job.queue.pop_front() else { return 0 };
     job.offset = 0;
-    let released = buffer.len();
+    let released = buffer.capacity();
     if free.len() < FREE_BUFFERS_MAX && buffer.capacity() <= FREE_BUFFER_BYTES_MAX {
         buffer.clear();
         free.push(buffer);
@@ -487,6 +493,28 @@ mod tests {
             yields().await;
             assert_eq!(pool.stats().bytes_hashed, stats.bytes_hashed + data.len() as u64);
             assert_eq!(e.finish().await, expected);
+            assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
+        });
+    }
+
+    /// An upload dropped while its front buffer is partly hashed gives
+    /// the whole buffer back to the budget.
+    #[test]
+    fn a_stream_dropped_midway_returns_its_budget() {
+        run_local(async {
+            let pool = Md5Pool::new();
+            let mut stream = pool.stream();
+            stream.feed(vec![1u8; 1 << 20]).await;
+            stream.feed(vec![2u8; 1 << 20]).await;
+            // One runner turn hashes a slice of the front buffer.
+            while pool.stats().bytes_hashed == 0 {
+                futures_lite::future::yield_now().await;
+            }
+            assert!(pool.stats().bytes_hashed < 1 << 20, "the front buffer is partly hashed");
+            drop(stream);
+            while pool.shared.borrow().running {
+                futures_lite::future::yield_now().await;
+            }
             assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
         });
     }
