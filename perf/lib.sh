@@ -80,13 +80,21 @@ cluster_sh() { # args...: scripts/cluster.sh with this file's settings
 }
 
 # Fails if anything already listens on our ports: a leftover cluster would
-# otherwise take a share of the SO_REUSEPORT connections.
+# otherwise take a share of the SO_REUSEPORT connections. Waits up to 10 s
+# first: a matrix run once died here between two clusters, with the nodes
+# of the first already reported stopped (perf/matrix.md, the run at
+# b689799). A likely cause, not confirmed: the kernel tears a process's
+# io_uring down after the process exits, and an accept still in flight
+# keeps the listener open until then.
 check_ports_free() {
-    local port
+    local port tries
     for port in "$s3_port" "$metrics_port" $((metrics_port + 1)) $((metrics_port + 2)) "$base_port"; do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            die "something already listens on 127.0.0.1:$port (a leftover cluster?)"
-        fi
+        tries=0
+        while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+            tries=$((tries + 1))
+            [ "$tries" -le 100 ] || die "something already listens on 127.0.0.1:$port (a leftover cluster?)"
+            sleep 0.1
+        done
     done
 }
 
