@@ -98,8 +98,8 @@ shard_fields! {
     chunk_cache_misses_total: "counter", "chunk cache misses total";
     chunk_cache_bytes: "gauge", "Chunk bytes in the S3 front end's chunk cache.";
     md5_bytes_total: "counter", "Upload bytes the S3 front end's MD5 pool hashed (ETags; inline objects, up to --inline-max, are hashed by their request and not counted).";
-    md5_lane_passes_total: "counter", "Vector passes of the MD5 pool and the streams (lanes) they advanced; lanes / passes is the mean lane use (1 to 16).";
-    md5_lanes_used_total: "counter", "md5 lanes used total";
+    md5_lane_passes_total: "counter", "Vector passes of the MD5 pool (2 to 16 streams each); md5_lanes_used_total / this is the mean lane use.";
+    md5_lanes_used_total: "counter", "Streams advanced by the MD5 pool's vector passes, summed over the passes.";
     peers_connected: "gauge", "Peers (other replicas of the group) connected.";
 }
 

@@ -111,10 +111,13 @@ impl Md5Pool {
         }
     }
 
-    /// An empty buffer of at least `capacity` bytes, reused if one is free.
+    /// An empty buffer of at least `capacity` bytes, reused if a free one
+    /// is at most twice that (a small object does not take, and keep as
+    /// its inline data, a chunk-sized buffer).
     pub fn buffer(&self, capacity: usize) -> Vec<u8> {
         let mut shared = self.shared.borrow_mut();
-        match shared.free.iter().position(|b| b.capacity() >= capacity) {
+        let fits = |b: &Vec<u8>| (capacity..=capacity.saturating_mul(2)).contains(&b.capacity());
+        match shared.free.iter().position(fits) {
             Some(i) => shared.free.swap_remove(i),
             None => Vec::with_capacity(capacity),
         }
@@ -516,6 +519,26 @@ mod tests {
                 futures_lite::future::yield_now().await;
             }
             assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
+        });
+    }
+
+    /// Hashed buffers are reused for chunks of about their size, never
+    /// handed to a small object.
+    #[test]
+    fn free_buffers_go_to_chunks_of_their_size() {
+        run_local(async {
+            let pool = Md5Pool::new();
+            let mut stream = pool.stream();
+            let mut chunk = pool.buffer(1 << 20);
+            chunk.resize(1 << 20, 3);
+            stream.feed(chunk).await;
+            let _ = stream.finish().await;
+            assert_eq!(pool.shared.borrow().free.len(), 1);
+            assert!(pool.buffer(4096).capacity() < 1 << 20);
+            assert_eq!(pool.shared.borrow().free.len(), 1);
+            let reused = pool.buffer(1 << 20);
+            assert!(reused.capacity() >= 1 << 20 && reused.is_empty());
+            assert!(pool.shared.borrow().free.is_empty());
         });
     }
 

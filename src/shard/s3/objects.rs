@@ -220,8 +220,8 @@ pub(super) async fn upload(
         let handle = context.driver.chunk_write_start(group, id, &buffer);
         in_flight.push_back((handle, id, buffer.len() as u32, permit));
         // The chunk write copied the bytes: the hash takes the buffer and
-        // runs behind (md5_pool), the next chunk gets a fresh one.
-        let next = context.md5.buffer(chunk_size);
+        // runs behind (md5_pool), the next chunk (if any) gets another.
+        let next = if ended { Vec::new() } else { context.md5.buffer(chunk_size) };
         md5.feed(std::mem::replace(&mut buffer, next)).await;
         while in_flight.len() >= CHUNKS_IN_FLIGHT {
             chunks.push(chunk_done(context, in_flight.pop_front()).await?);
