@@ -25,9 +25,10 @@
 pub mod cache;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 use crate::vsr::message::{
-    ChunkRefusal, Command, Header, Message, HEADER_SIZE, OPERATION_REGISTER,
+    shared_zeroed, ChunkRefusal, Command, Header, Message, HEADER_SIZE, OPERATION_REGISTER,
 };
 use crate::vsr::state_machine::{ChunkRef, Reply, Request, BATCH_COUNT_MAX};
 
@@ -567,16 +568,31 @@ impl ObjectClient {
         chunk_id: u128,
         data: &[u8],
     ) -> Result<Handle, ClientError> {
+        let mut frame = shared_zeroed(HEADER_SIZE + data.len());
+        let Some(bytes) = Rc::get_mut(&mut frame) else { unreachable!("a fresh Rc is unique") };
+        bytes[HEADER_SIZE..].copy_from_slice(data);
+        self.chunk_write_frame(group, chunk_id, frame)
+    }
+
+    /// `chunk_write` of a body the caller wrote into `frame` after
+    /// [`HEADER_SIZE`] bytes of header room (see `Message::seal_frame`);
+    /// `frame` must be its only reference.
+    pub fn chunk_write_frame(
+        &mut self,
+        group: u32,
+        chunk_id: u128,
+        frame: Rc<[u8]>,
+    ) -> Result<Handle, ClientError> {
         assert!(group < self.config.group_count);
-        assert!(!data.is_empty());
+        assert!(frame.len() > HEADER_SIZE, "a chunk needs data");
         assert!(chunk_id != 0);
         let sequence = self.sequence();
         let client = self.groups[group as usize].sessions[0].id;
         let mut header = self.header(Command::ChunkWrite, group, client);
         header.context.set(chunk_id);
         header.request.set(sequence);
-        let message = Message::new(header, data);
-        let crc32c = crc32c::crc32c(data);
+        let message = Message::seal_frame(header, frame);
+        let crc32c = crc32c::crc32c(message.body());
         let handle = self.handle_new(Operation::ChunkWrite(ChunkWriteState {
             group,
             message: message.clone(),
@@ -590,6 +606,15 @@ impl ObjectClient {
             self.sends.push(Send { group, replica, message: message.clone() });
         }
         Ok(handle)
+    }
+
+    /// The frame a pending chunk write sends (to recycle its buffer once
+    /// the write is done with it).
+    pub fn chunk_write_frame_of(&self, handle: Handle) -> Option<Rc<[u8]>> {
+        match &self.operations.get(&handle)?.operation {
+            Operation::ChunkWrite(state) => Some(state.message.shared()),
+            _ => None,
+        }
     }
 
     /// Read a chunk, trying `preferred` first, then the other replicas.

@@ -284,6 +284,27 @@ impl ClientDriver {
         handle
     }
 
+    /// `chunk_write_start` of a frame the caller filled after
+    /// `HEADER_SIZE` bytes of header room (`Client::chunk_write_frame`).
+    pub fn chunk_write_frame_start(
+        &self,
+        group: u32,
+        id: u128,
+        frame: Rc<[u8]>,
+    ) -> Result<Handle, ClientError> {
+        let handle = {
+            let mut client = self.client.borrow_mut();
+            let handle = client.chunk_write_frame(group, id, frame);
+            if let Some(frame) = handle.as_ref().ok().and_then(|h| client.chunk_write_frame_of(*h))
+            {
+                crate::shard::frames::track(&frame);
+            }
+            handle
+        };
+        self.flush();
+        handle
+    }
+
     /// The crc32c of a chunk once a quorum has it durable.
     pub async fn chunk_written(
         &self,

@@ -98,6 +98,9 @@ shard_fields! {
     chunk_cache_misses_total: "counter", "chunk cache misses total";
     chunk_cache_bytes: "gauge", "Chunk bytes in the S3 front end's chunk cache.";
     md5_bytes_total: "counter", "Upload bytes the S3 front end's MD5 pool hashed (ETags; inline objects, up to --inline-max, are hashed by their request and not counted).";
+    md5_vector_bytes_total: "counter", "Of toasty_md5_bytes_total, the bytes hashed in vector passes (the rest went through the scalar code, one stream at a time).";
+    frames_reused_total: "counter", "Large message frames (64 KiB to 1 MiB + 4 KiB) this shard filled again instead of allocating and zeroing new ones.";
+    frames_allocated_total: "counter", "Large message frames this shard allocated (zeroed) because none of its pooled ones was free.";
     md5_lane_passes_total: "counter", "Vector passes of the MD5 pool (2 to 16 streams each); md5_lanes_used_total / this is the mean lane use.";
     md5_lanes_used_total: "counter", "Streams advanced by the MD5 pool's vector passes, summed over the passes.";
     peers_connected: "gauge", "Peers (other replicas of the group) connected.";

@@ -5,6 +5,7 @@ pub mod checks;
 pub mod chunks;
 pub mod client_driver;
 mod file;
+pub mod frames;
 pub mod log;
 pub mod metrics;
 pub mod random;

@@ -241,6 +241,10 @@ fn front_end_start(
             status.md5_bytes_total.store(md5.bytes_hashed, Ordering::Relaxed);
             status.md5_lane_passes_total.store(md5.lane_passes, Ordering::Relaxed);
             status.md5_lanes_used_total.store(md5.lanes_used, Ordering::Relaxed);
+            status.md5_vector_bytes_total.store(md5.bytes_vector, Ordering::Relaxed);
+            let (reused, allocated) = super::frames::stats();
+            status.frames_reused_total.store(reused, Ordering::Relaxed);
+            status.frames_allocated_total.store(allocated, Ordering::Relaxed);
             glommio::timer::sleep(Duration::from_secs(1)).await;
         }
     })

@@ -38,7 +38,8 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use crate::vsr::message::{header_parse, shared_zeroed, Message, MessageError, HEADER_SIZE};
+use crate::shard::frames;
+use crate::vsr::message::{header_parse, Message, MessageError, HEADER_SIZE};
 
 pub type ConnId = u64;
 
@@ -320,13 +321,16 @@ async fn read_loop(
                 // Larger than the buffer: read it straight into the shared
                 // buffer the message keeps (no copy after the socket's).
                 let present = filled - start;
-                let mut frame = shared_zeroed(size);
+                // A reused frame's old bytes are all overwritten: the
+                // copy below and `read_exact_into` fill it whole.
+                let mut frame = frames::take(size);
                 let Some(bytes) = Rc::get_mut(&mut frame) else {
-                    unreachable!("a fresh Rc is unique")
+                    unreachable!("frames::take returns a unique frame")
                 };
                 bytes[..present].copy_from_slice(&buffer[start..filled]);
                 start = filled;
                 read_exact_into(conn, stream, bytes, present).await?;
+                frames::track(&frame);
                 deliver_shared(inbox, conn.id, frame).await?;
                 continue;
             }

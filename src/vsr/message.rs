@@ -507,6 +507,20 @@ impl Message {
         Message { bytes }
     }
 
+    /// Seal a frame the caller filled in place: `frame` holds header room
+    /// ([`HEADER_SIZE`] bytes, overwritten here) and then the body. Saves
+    /// the body copy of [`Message::new`] when the body is assembled
+    /// piece by piece (an upload reading a chunk from its client).
+    pub fn seal_frame(mut header: Header, mut frame: Rc<[u8]>) -> Message {
+        assert!(frame.len() >= HEADER_SIZE, "a frame shorter than a header");
+        header.seal(&frame[HEADER_SIZE..]);
+        let Some(bytes) = Rc::get_mut(&mut frame) else {
+            panic!("seal_frame needs the only reference to its frame")
+        };
+        bytes[..HEADER_SIZE].copy_from_slice(header.as_bytes());
+        Message { bytes: frame }
+    }
+
     /// `parse` for bytes already in their own shared buffer (a transport
     /// reads a large frame straight into one): verified in place, no copy.
     pub fn parse_shared(bytes: Rc<[u8]>, message_size_max: usize) -> Result<Message, MessageError> {

@@ -243,6 +243,71 @@ impl Body {
         }
     }
 
+    /// Fill `out` with payload bytes: `out.len()` of them unless the body
+    /// ends first (checked, as by `read`). A plain Content-Length body (no
+    /// aws-chunked decoding) is read from the socket straight into `out`
+    /// once the connection's buffer is drained: a PUT's bytes skip the
+    /// connection buffer, one memmove fewer per byte (ARCHITECTURE.md).
+    /// Other bodies go through `read`, via `scratch`.
+    pub async fn read_into(
+        &mut self,
+        conn: &mut HttpConn,
+        out: &mut [u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<usize, S3Error> {
+        let mut filled = 0;
+        while filled < out.len() {
+            let direct = match (&self.framing, &self.aws) {
+                (Framing::Length(remaining), None) if !self.done => Some(*remaining),
+                _ => None,
+            };
+            let Some(remaining) = direct else {
+                scratch.clear();
+                let read = self.read(conn, scratch, out.len() - filled).await?;
+                if read == 0 {
+                    break;
+                }
+                out[filled..filled + read].copy_from_slice(scratch);
+                filled += read;
+                continue;
+            };
+            // Never past this body: the next request may follow it.
+            let room = ((out.len() - filled) as u64).min(remaining) as usize;
+            let target = &mut out[filled..filled + room];
+            let buffered = conn.buffered();
+            let read = if !buffered.is_empty() {
+                let take = buffered.len().min(room);
+                target[..take].copy_from_slice(&buffered[..take]);
+                conn.start += take;
+                take
+            } else {
+                match conn.stream.read(target).await {
+                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                        return Err(S3Error::new(S3ErrorCode::RequestTimeout))
+                    }
+                    Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+                    Ok(read) => read,
+                }
+            };
+            if let Some((hasher, _)) = &mut self.sha256 {
+                hasher.update(&target[..read]);
+            }
+            self.bytes += read as u64;
+            filled += read;
+            if let Framing::Length(remaining) = &mut self.framing {
+                *remaining -= read as u64;
+                if *remaining == 0 {
+                    self.done = true;
+                }
+            }
+        }
+        if self.done && !self.checked {
+            self.checked = true;
+            self.finish()?;
+        }
+        Ok(filled)
+    }
+
     /// Decode what the buffers hold; returns (payload bytes appended,
     /// bytes consumed from the connection or staging).
     fn step(

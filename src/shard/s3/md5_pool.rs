@@ -1,9 +1,10 @@
 //! One shard's MD5 work for the ETags of its uploads, done for many
 //! uploads at once (`http::md5_lanes`).
 //!
-//! An upload hands each chunk buffer to its [`Md5Stream`] after the chunk
-//! write has copied it, and goes on reading the next chunk: the hash runs
-//! behind the upload, not in front of it. One runner task per shard
+//! An upload hands each piece of its body (128 KiB, `objects::PIECE`) to
+//! its [`Md5Stream`] once it has copied the piece into the chunk's frame,
+//! and goes on reading: the hash runs behind the upload, not in front of
+//! it. One runner task per shard
 //! advances every stream with queued bytes, up to 16 in one vector pass,
 //! [`SLICE`] bytes per stream per turn, and yields in between so the
 //! executor's other work (and more uploads joining the lanes) runs.
@@ -66,6 +67,7 @@ struct Shared {
     free: Vec<Vec<u8>>,
     /// Counters (`/metrics`).
     bytes_hashed: u64,
+    bytes_vector: u64,
     lane_passes: u64,
     lanes_used: u64,
 }
@@ -74,6 +76,8 @@ struct Shared {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Md5PoolStats {
     pub bytes_hashed: u64,
+    /// Of those, hashed in vector passes (the rest by the scalar code).
+    pub bytes_vector: u64,
     pub lane_passes: u64,
     pub lanes_used: u64,
 }
@@ -127,6 +131,7 @@ impl Md5Pool {
         let shared = self.shared.borrow();
         Md5PoolStats {
             bytes_hashed: shared.bytes_hashed,
+            bytes_vector: shared.bytes_vector,
             lane_passes: shared.lane_passes,
             lanes_used: shared.lanes_used,
         }
@@ -280,6 +285,7 @@ async fn run(shared: Rc<RefCell<Shared>>, budget: Rc<glommio::sync::Semaphore>) 
             let hashed = vector_slice(&lanes);
             let mut shared = shared.borrow_mut();
             shared.bytes_hashed += hashed as u64;
+            shared.bytes_vector += hashed as u64;
             shared.lane_passes += 1;
             shared.lanes_used += lanes.len() as u64;
         }

@@ -11,6 +11,7 @@
 //! collide.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use super::conn::{Body, HttpConn};
 use super::{client_error, limit_error, unexpected, Responder, S3Context};
@@ -24,6 +25,8 @@ use crate::http::request::{RequestHead, CONTINUE};
 use crate::http::router::CopySource;
 use crate::http::time::{format_http_date, format_iso8601_ms, parse_http_date};
 use crate::http::xml::write_copy_result;
+use crate::shard::frames;
+use crate::vsr::message::HEADER_SIZE;
 use crate::vsr::state_machine::{
     ChunkRef, DeleteCondition, Object, ObjectMeta, PutCondition, Reply, Request,
     USER_METADATA_SIZE_MAX,
@@ -31,6 +34,10 @@ use crate::vsr::state_machine::{
 
 /// Chunks of one upload or download in flight at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Body bytes read, then copied into the chunk's frame and handed to the
+/// MD5 runner, at a time: hashing starts while the rest of a chunk still
+/// arrives, so a shard's uploads share vector passes (md5_pool).
+const PIECE: usize = 128 << 10;
 /// Standard headers kept with an object and returned on GET.
 const STORED_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
@@ -172,62 +179,105 @@ pub(super) async fn upload(
         glommio::sync::Permit<'_>,
     )> = VecDeque::new();
     let mut size = 0u64;
-    let first_size = declared.map_or(chunk_size, |d| (d as usize).min(chunk_size)).max(1);
-    let mut buffer = context.md5.buffer(first_size);
-    loop {
+    let mut ended = false;
+    // Decoded bytes of a body `read_into` cannot read in place.
+    let mut scratch = Vec::new();
+    while !ended {
         let permit = context
             .put_budget
             .acquire_permit(chunk_size as u64)
             .await
             .map_err(|_| S3Error::new(S3ErrorCode::ServiceUnavailable))?;
-        buffer.clear();
-        while buffer.len() < chunk_size {
-            let room = chunk_size - buffer.len();
-            if body.read(conn, &mut buffer, room).await? == 0 {
+        // This chunk's length when the body's is declared, else at most a
+        // chunk (a shorter last one is found by the body ending).
+        let want = match declared {
+            Some(declared) => (declared - size).min(chunk_size as u64) as usize,
+            None => chunk_size,
+        };
+        // The chunk's message frame, filled piece by piece after the header
+        // room straight from the socket where the body's framing allows
+        // (`Body::read_into`): no copy of the chunk into a message after.
+        let mut frame: Option<Rc<[u8]>> = None;
+        let mut filled = 0usize;
+        loop {
+            // An object's first piece may be all of it: its inline data.
+            let first = size == 0;
+            let cap = if first {
+                want.min(PIECE.max(config.inline_size_max))
+            } else {
+                (want - filled).min(PIECE)
+            };
+            // `size` already counts this chunk's earlier pieces.
+            let at_declared_end = declared.is_some_and(|d| size + cap as u64 == d);
+            let frame = frame.get_or_insert_with(|| frames::take(HEADER_SIZE + want));
+            let Some(bytes) = Rc::get_mut(frame) else {
+                unreachable!("the upload holds the only reference to its frame")
+            };
+            let target = &mut bytes[HEADER_SIZE + filled..][..cap];
+            let read;
+            (read, ended) = read_piece(conn, body, target, &mut scratch, at_declared_end).await?;
+            if read == 0 {
+                break;
+            }
+            let piece = &target[..read];
+            checksummers.iter_mut().for_each(|c| c.update(piece));
+            if first && ended && inline_allowed && read <= config.inline_size_max {
+                size = read as u64;
+                if declared.is_some_and(|d| d != size) {
+                    return Err(S3Error::new(S3ErrorCode::IncompleteBody));
+                }
+                md5.update_now(piece);
+                let checksums = algorithms
+                    .iter()
+                    .copied()
+                    .zip(checksummers.into_iter().map(Checksummer::finalize))
+                    .collect();
+                return Ok(Uploaded {
+                    size,
+                    md5: md5.finish().await,
+                    checksums,
+                    inline: Some(piece.to_vec()),
+                    chunks,
+                });
+            }
+            // The hash runs behind (md5_pool), over a copy of each piece as
+            // it comes, so the shard's uploads share its vector passes.
+            let mut hashed = context.md5.buffer(read);
+            hashed.extend_from_slice(piece);
+            filled += read;
+            size += read as u64;
+            md5.feed(hashed).await;
+            if ended || filled == want {
                 break;
             }
         }
-        let ended = body.finished();
-        checksummers.iter_mut().for_each(|c| c.update(&buffer));
-        size += buffer.len() as u64;
-        if buffer.is_empty() {
-            break;
-        }
-        if inline_allowed
-            && chunks.is_empty()
-            && in_flight.is_empty()
-            && ended
-            && buffer.len() <= config.inline_size_max
-        {
-            md5.update_now(&buffer);
-            let checksums = algorithms
-                .iter()
-                .copied()
-                .zip(checksummers.into_iter().map(Checksummer::finalize))
-                .collect();
-            return Ok(Uploaded {
-                size,
-                md5: md5.finish().await,
-                checksums,
-                inline: Some(buffer),
-                chunks,
-            });
+        // Nothing read (an empty body, or one ending on a chunk boundary).
+        let Some(mut frame) = frame.filter(|_| filled > 0) else { break };
+        if filled < want {
+            if declared.is_some() {
+                // The body ended before its declared length.
+                return Err(S3Error::new(S3ErrorCode::IncompleteBody));
+            }
+            // An undeclared length's short last chunk: a frame of its size.
+            let mut exact = frames::take(HEADER_SIZE + filled);
+            let Some(bytes) = Rc::get_mut(&mut exact) else {
+                unreachable!("frames::take returns a unique frame")
+            };
+            bytes[HEADER_SIZE..].copy_from_slice(&frame[HEADER_SIZE..HEADER_SIZE + filled]);
+            frame = exact;
         }
         if chunks.len() + in_flight.len() >= config.chunks_per_object_max {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
         let id = chunk_id();
-        let handle = context.driver.chunk_write_start(group, id, &buffer);
-        in_flight.push_back((handle, id, buffer.len() as u32, permit));
-        // The chunk write copied the bytes: the hash takes the buffer and
-        // runs behind (md5_pool), the next chunk (if any) gets another.
-        let next = if ended { Vec::new() } else { context.md5.buffer(chunk_size) };
-        md5.feed(std::mem::replace(&mut buffer, next)).await;
+        let handle = context.driver.chunk_write_frame_start(group, id, frame);
+        in_flight.push_back((handle, id, filled as u32, permit));
         while in_flight.len() >= CHUNKS_IN_FLIGHT {
             chunks.push(chunk_done(context, in_flight.pop_front()).await?);
         }
-        if ended {
-            break;
+        if declared.is_some_and(|d| d == size) {
+            // Everything declared is here (and `read_piece` saw the end).
+            ended = true;
         }
     }
     while let Some(entry) = in_flight.pop_front() {
@@ -245,6 +295,29 @@ pub(super) async fn upload(
         .collect();
     let inline = (chunks.is_empty() && inline_allowed).then(Vec::new);
     Ok(Uploaded { size, md5: md5.finish().await, checksums, inline, chunks })
+}
+
+/// Fill `piece` with body bytes; returns (bytes read, whether the body
+/// ended). A piece that completes the declared length also reads the end
+/// (so a signed body's final checks run and a longer body is refused).
+async fn read_piece(
+    conn: &mut HttpConn,
+    body: &mut Body,
+    piece: &mut [u8],
+    scratch: &mut Vec<u8>,
+    at_declared_end: bool,
+) -> Result<(usize, bool), S3Error> {
+    let read = body.read_into(conn, piece, scratch).await?;
+    if read < piece.len() {
+        return Ok((read, true));
+    }
+    if at_declared_end || piece.is_empty() {
+        if body.read_into(conn, &mut [0u8; 1], scratch).await? != 0 {
+            return Err(S3Error::new(S3ErrorCode::IncompleteBody));
+        }
+        return Ok((read, true));
+    }
+    Ok((read, false))
 }
 
 async fn chunk_done(

@@ -21,7 +21,7 @@ cluster_start "measure-$mode" "$cores"
     --secret-key "$lg_secret" --bucket bench --create-bucket --no-progress "$@" --duration 1 >/dev/null 2>&1 || true
 snap() {
     for i in 0 1 2; do curl -s "http://127.0.0.1:$((metrics_port + i))/metrics"; done |
-        grep -E "^toasty_(md5|wal|chunk)" | awk '{a[$1]+=$2} END {for (k in a) printf "%s %.0f\n", k, a[k]}' | sort
+        grep -E "^toasty_(md5|wal|chunk|frames)" | awk '{a[$1]+=$2} END {for (k in a) printf "%s %.0f\n", k, a[k]}' | sort
 }
 cell=$(mktemp -d)/cell.json
 if [ "$mode" = profile ]; then
