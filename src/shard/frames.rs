@@ -72,8 +72,9 @@ pub fn take(len: usize) -> Rc<[u8]> {
     })
 }
 
-/// Keep a clone of `frame` (filled, now shared) for reuse; the oldest
-/// clone goes once [`TRACKED_MAX`] are kept.
+/// Keep a clone of `frame` (filled and shared, or no longer needed) for
+/// reuse once its other holders drop it; the oldest clone goes once
+/// [`TRACKED_MAX`] are kept.
 pub fn track(frame: &Rc<[u8]>) {
     if !pooled(frame.len()) {
         return;

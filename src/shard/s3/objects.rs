@@ -227,6 +227,9 @@ pub(super) async fn upload(
                     return Err(S3Error::new(S3ErrorCode::IncompleteBody));
                 }
                 md5.update_now(piece);
+                let inline = piece.to_vec();
+                // Back to the pool (it is the only holder once this returns).
+                frames::track(frame);
                 let checksums = algorithms
                     .iter()
                     .copied()
@@ -236,7 +239,7 @@ pub(super) async fn upload(
                     size,
                     md5: md5.finish().await,
                     checksums,
-                    inline: Some(piece.to_vec()),
+                    inline: Some(inline),
                     chunks,
                 });
             }
@@ -251,8 +254,13 @@ pub(super) async fn upload(
                 break;
             }
         }
-        // Nothing read (an empty body, or one ending on a chunk boundary).
-        let Some(mut frame) = frame.filter(|_| filled > 0) else { break };
+        let Some(mut frame) = frame else { break };
+        if filled == 0 {
+            // Nothing read (an empty body, or one ending on a chunk
+            // boundary): the frame goes back to the pool unused.
+            frames::track(&frame);
+            break;
+        }
         if filled < want {
             if declared.is_some() {
                 // The body ended before its declared length.
@@ -264,6 +272,7 @@ pub(super) async fn upload(
                 unreachable!("frames::take returns a unique frame")
             };
             bytes[HEADER_SIZE..].copy_from_slice(&frame[HEADER_SIZE..HEADER_SIZE + filled]);
+            frames::track(&frame);
             frame = exact;
         }
         if chunks.len() + in_flight.len() >= config.chunks_per_object_max {
