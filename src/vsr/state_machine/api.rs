@@ -804,6 +804,14 @@ impl Reply {
         }
     }
 
+    /// Append the bytes `Reply::Object(object.clone()).encode(out)` would,
+    /// without the clone (a GET's query encodes the stored object, inline
+    /// data included, straight from the state machine).
+    pub fn encode_object(object: &Object, out: &mut Vec<u8>) {
+        put_u8(out, REPLY_OBJECT);
+        object.encode(out);
+    }
+
     /// Append the reply body: a tag byte, then the variant's fields.
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_u8(out, self.tag());

@@ -422,6 +422,17 @@ impl StateMachine for ObjectStore {
 
     fn query(&self, operation: u8, body: &[u8], reply: &mut Vec<u8>) {
         let result = match request_accept(operation, body, true) {
+            // The hot read (every GET and HEAD): encoded from the stored
+            // object, not from a clone of it and its inline data, and
+            // looked up by the decoded key itself (no key clone). Measured:
+            // the one copy left now pays the cold read of the inline bytes
+            // the clone paid before (perf/results/2026-12-03/query-no-clone/).
+            Some(Request::HeadObject { bucket_id, key }) => {
+                match self.objects.get(&(bucket_id, key)) {
+                    Some(object) => return Reply::encode_object(object, reply),
+                    None => Reply::NoSuchKey,
+                }
+            }
             Some(request) => self.read(&request),
             None => Reply::BadRequest,
         };
