@@ -17,7 +17,7 @@ use super::transport::{
 };
 use crate::client::cache::{CacheStats, ChunkCache};
 use crate::client::{group_of, ClientConfig, ClientError, Handle, ObjectClient, Outcome};
-use crate::vsr::message::Message;
+use crate::vsr::message::{Message, HEADER_SIZE};
 use crate::vsr::state_machine::{
     ChunkRef, DeleteCondition, Object, ObjectMeta, PutCondition, Reply, Request,
 };
@@ -279,9 +279,13 @@ impl ClientDriver {
         id: u128,
         data: &[u8],
     ) -> Result<Handle, ClientError> {
-        let handle = self.client.borrow_mut().chunk_write(group, id, data);
-        self.flush();
-        handle
+        // In a pooled frame (`frames`), as `chunk_write_frame_start` sends.
+        let mut frame = super::frames::take(HEADER_SIZE + data.len());
+        let Some(bytes) = Rc::get_mut(&mut frame) else {
+            unreachable!("frames::take returns a unique frame")
+        };
+        bytes[HEADER_SIZE..].copy_from_slice(data);
+        self.chunk_write_frame_start(group, id, frame)
     }
 
     /// `chunk_write_start` of a frame the caller filled after
@@ -297,7 +301,7 @@ impl ClientDriver {
             let handle = client.chunk_write_frame(group, id, frame);
             if let Some(frame) = handle.as_ref().ok().and_then(|h| client.chunk_write_frame_of(*h))
             {
-                crate::shard::frames::track(&frame);
+                super::frames::track(&frame);
             }
             handle
         };

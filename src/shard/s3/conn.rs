@@ -140,6 +140,18 @@ impl HttpConn {
     }
 }
 
+/// A socket read in the middle of a body: bytes, or why none came (the
+/// client stalled past the idle time, or closed or failed mid-body).
+fn body_bytes_came(read: std::io::Result<usize>) -> Result<usize, S3Error> {
+    match read {
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            Err(S3Error::new(S3ErrorCode::RequestTimeout))
+        }
+        Ok(0) | Err(_) => Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+        Ok(read) => Ok(read),
+    }
+}
+
 /// A request body: transport framing, then aws-chunked if the payload is,
 /// with the payload SHA-256 checked when the client signed one.
 pub struct Body {
@@ -224,13 +236,7 @@ impl Body {
             let (produced, consumed) = self.step(conn, out, max)?;
             if produced == 0 && consumed == 0 && !self.done {
                 // Nothing left to decode: the decoders need more bytes.
-                match conn.fill().await {
-                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-                        return Err(S3Error::new(S3ErrorCode::RequestTimeout))
-                    }
-                    Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
-                    Ok(_) => {}
-                }
+                body_bytes_came(conn.fill().await)?;
                 continue;
             }
             if produced > 0 {
@@ -281,13 +287,7 @@ impl Body {
                 conn.start += take;
                 take
             } else {
-                match conn.stream.read(target).await {
-                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-                        return Err(S3Error::new(S3ErrorCode::RequestTimeout))
-                    }
-                    Ok(0) | Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
-                    Ok(read) => read,
-                }
+                body_bytes_came(conn.stream.read(target).await)?
             };
             if let Some((hasher, _)) = &mut self.sha256 {
                 hasher.update(&target[..read]);
