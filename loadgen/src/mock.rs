@@ -48,6 +48,8 @@ pub struct MockHandle {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -67,11 +69,12 @@ pub fn spawn(addr: SocketAddr, cfg: MockConfig) -> io::Result<MockHandle> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
-    let (flag, count) = (stop.clone(), requests.clone());
+    let connections = Arc::new(AtomicU64::new(0));
+    let (flag, count, accepted) = (stop.clone(), requests.clone(), connections.clone());
     let thread = std::thread::Builder::new()
         .name("mock-s3".into())
-        .spawn(move || serve_counted(listener, cfg, &flag, &count))?;
-    Ok(MockHandle { addr, requests, stop, thread: Some(thread) })
+        .spawn(move || serve_counted(listener, cfg, &flag, &count, &accepted))?;
+    Ok(MockHandle { addr, requests, connections, stop, thread: Some(thread) })
 }
 
 struct Request {
@@ -102,7 +105,7 @@ struct State {
 }
 
 pub fn serve(listener: TcpListener, cfg: MockConfig, stop: &AtomicBool) -> io::Result<()> {
-    serve_counted(listener, cfg, stop, &AtomicU64::new(0))
+    serve_counted(listener, cfg, stop, &AtomicU64::new(0), &AtomicU64::new(0))
 }
 
 fn serve_counted(
@@ -110,6 +113,7 @@ fn serve_counted(
     cfg: MockConfig,
     stop: &AtomicBool,
     requests: &AtomicU64,
+    connections: &AtomicU64,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -130,7 +134,7 @@ fn serve_counted(
         poll.poll(&mut events, Some(POLL_INTERVAL))?;
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&mut listener, &mut poll, &mut conns, &mut next_token)?;
+                accept_all(&mut listener, &mut poll, &mut conns, &mut next_token, connections)?;
                 continue;
             }
             let id = event.token().0;
@@ -160,6 +164,7 @@ fn accept_all(
     poll: &mut Poll,
     conns: &mut HashMap<usize, MockConn>,
     next: &mut usize,
+    accepted: &AtomicU64,
 ) -> io::Result<()> {
     loop {
         match listener.accept() {
@@ -167,6 +172,7 @@ fn accept_all(
                 if conns.len() >= MOCK_CONNECTIONS_MAX {
                     continue;
                 }
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 poll.registry().register(
                     &mut stream,

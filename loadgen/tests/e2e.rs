@@ -236,8 +236,15 @@ fn several_endpoints_share_the_connections() {
         b.requests.load(std::sync::atomic::Ordering::Relaxed),
     );
     assert!(na > 50 && nb > 50, "{na} / {nb}");
-    let ratio = na as f64 / nb as f64;
-    assert!((0.5..2.0).contains(&ratio), "{na} / {nb}");
+    // Connections are spread round-robin: 2 and 2 of the 4 (more only
+    // if one was replaced). (Not the
+    // request ratio: each mock is one thread, and under a loaded CI box one
+    // got 2,456 requests to the other's 7,569 with the connections even.)
+    let (ca, cb) = (
+        a.connections.load(std::sync::atomic::Ordering::Relaxed),
+        b.connections.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(ca >= 2 && cb >= 2, "connections per endpoint: {ca} / {cb}");
 }
 
 #[test]
