@@ -268,3 +268,84 @@ fn deadlines_and_evictions_fail_operations_instead_of_hanging() {
     assert!(completions.contains(&(handle, Err(ClientError::Timeout))), "{completions:?}");
     assert_eq!(client.operations_in_flight(), 0, "nothing is left waiting");
 }
+
+/// A chunk write end to end through the sans-IO pieces: the client's
+/// ChunkWrite claims the body's crc32c, a replica's chunk service stores it
+/// under that claim (no crc32c pass of its own) and acknowledges with it, and
+/// the client completes. A write claiming a crc32c its body does not have is
+/// refused (builds with debug assertions check every claim), never stored.
+#[test]
+fn a_chunk_write_is_stored_under_the_crc32c_it_claims() {
+    use toasty::chunkstore::mem::{MemDriver, MemOptions};
+    use toasty::chunkstore::service::{ChunkOut, ChunkService, ChunkServiceConfig};
+    use toasty::chunkstore::Config as StoreConfig;
+    use toasty::vsr::message::{chunk_crc32c_claimed, ChunkRefusal};
+
+    let group = 1;
+    let mut driver = MemDriver::new(StoreConfig::test_min(CLUSTER, group), MemOptions::none(), 5);
+    let (mut store, _) = driver.recover();
+    let mut service = ChunkService::new(ChunkServiceConfig {
+        cluster: CLUSTER,
+        group,
+        replica: 2,
+        replica_count: 3,
+        write_queue_bytes_max: 1 << 20,
+        read_queue_max: 16,
+        repair_delay_ticks: 100,
+        repair_in_flight_max: 4,
+        repair_timeout_ticks: 300,
+        missing_max: 1024,
+        audit_interval_ticks: 1000,
+        gc_interval_ticks: 1000,
+        gc_grace_ticks: 1000,
+        gc_deletes_per_pass_max: 16,
+    });
+    let mut client = ObjectClient::new(config(), 7);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 1) as u8).collect();
+    let crc = crc32c::crc32c(&data);
+    let handle = client.chunk_write(group, 99, &data).expect("started");
+    let sends = client.take_sends();
+    let to_us = sends[2].message.clone();
+    assert_eq!(chunk_crc32c_claimed(to_us.header().op.get()), Some(crc), "the write claims it");
+    let parsed = Message::parse(to_us.bytes(), 1 << 24).expect("checksums hold");
+    assert_eq!(parsed.header().op, to_us.header().op, "the claim is under the header checksum");
+
+    let mut out = Vec::new();
+    service.on_write(&mut store, 1, to_us, &mut out);
+    let mut acks = Vec::new();
+    for _ in 0..200 {
+        driver.step(&mut store);
+        while let Some(event) = store.take_event() {
+            service.on_store_event(event, &mut out);
+        }
+        acks.append(&mut out);
+        if !acks.is_empty() {
+            break;
+        }
+    }
+    let [ChunkOut::Conn(1, ack)] = acks.as_slice() else { panic!("one answer: {acks:?}") };
+    assert_eq!(ack.command(), Command::ChunkWriteOk);
+    assert_eq!(ack.header().op.get(), u64::from(crc));
+    let location = store.locate(99).expect("stored");
+    assert_eq!(location.crc32c, crc);
+    // The two other replicas acknowledge too: a quorum, and done.
+    client.on_message(ack.clone());
+    client.on_message(answer(&sends[0].message, Command::ChunkWriteOk, 0, u64::from(crc), &[]));
+    assert_eq!(
+        client.take_completions(),
+        vec![(handle, Ok(Outcome::ChunkWritten { crc32c: crc }))]
+    );
+
+    // Another chunk whose claim is off by one bit.
+    let mut header = *sends[2].message.header();
+    header.context.set(100);
+    header.op.set(toasty::vsr::message::chunk_crc32c_claim(crc ^ 1));
+    let lying = Message::new(header, &data);
+    service.on_write(&mut store, 1, lying, &mut out);
+    if cfg!(debug_assertions) {
+        let [ChunkOut::Conn(1, refusal)] = out.as_slice() else { panic!("refused: {out:?}") };
+        assert_eq!(refusal.command(), Command::ChunkRefused);
+        assert_eq!(refusal.header().op.get(), ChunkRefusal::ContentMismatch as u64);
+        assert!(store.locate(100).is_none());
+    }
+}

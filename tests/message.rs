@@ -1045,7 +1045,18 @@ fn chunk_rules() {
     for command in [Command::ChunkWriteOk, Command::ChunkData] {
         assert_rule(command, "chunk: crc32c above u32", |h, _| h.op.set(1 << 32));
     }
-    for command in [Command::ChunkWrite, Command::ChunkRead, Command::ChunkMissing] {
+    for command in [Command::ChunkRead, Command::ChunkMissing] {
         assert_rule(command, "chunk: op set", |h, _| h.op.set(1));
     }
+    // A ChunkWrite's op is 0 or a crc32c claim: bit 32 and nothing above.
+    for op in [1, u64::from(u32::MAX), 3 << 32, u64::MAX] {
+        assert_rule(Command::ChunkWrite, "chunk_write: op neither 0 nor a crc32c claim", |h, _| {
+            h.op.set(op)
+        });
+    }
+    for crc in [0, 1, u32::MAX] {
+        let op = toasty::vsr::message::chunk_crc32c_claim(crc);
+        assert_eq!(toasty::vsr::message::chunk_crc32c_claimed(op), Some(crc));
+    }
+    assert_eq!(toasty::vsr::message::chunk_crc32c_claimed(0), None);
 }

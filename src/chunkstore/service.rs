@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::chunkstore::{AppendError, ChunkStore, DeleteError, Event, ReadSubmitError, Ticket};
-use crate::vsr::message::{ChunkRefusal, Command, Header, Message};
+use crate::vsr::message::{chunk_crc32c_claimed, ChunkRefusal, Command, Header, Message};
 use crate::vsr::state_machine::{ChunkRef, ObjectStore, Request};
 
 /// Knobs (see tuning.md).
@@ -241,7 +241,11 @@ impl ChunkService {
     ) -> Option<Message> {
         let header = *message.header();
         let chunk_id = header.context.get();
-        match store.append(chunk_id, message.body()) {
+        let appended = match chunk_crc32c_claimed(header.op.get()) {
+            Some(crc) => store.append_with_crc32c(chunk_id, message.body(), crc),
+            None => store.append(chunk_id, message.body()),
+        };
+        match appended {
             Ok(ticket) => {
                 let waiter = Waiter::Client {
                     conn,
@@ -510,7 +514,7 @@ impl ChunkService {
             return;
         }
         // Busy or full: the next round fetches it again.
-        if let Ok(ticket) = store.append(chunk_id, body) {
+        if let Ok(ticket) = store.append_with_crc32c(chunk_id, body, missing.chunk.crc32c) {
             self.writes.insert(ticket, (Waiter::Local, chunk_id, self.tick));
             *self.pending.entry(chunk_id).or_insert(0) += 1;
         }

@@ -303,11 +303,28 @@ impl ChunkStore {
     /// Queue `data` as chunk `chunk_id`; [`Event::Durable`] follows once it
     /// is on stable storage.
     pub fn append(&mut self, chunk_id: ChunkId, data: &[u8]) -> Result<Ticket, AppendError> {
+        self.append_with_crc32c(chunk_id, data, crc32c::crc32c(data))
+    }
+
+    /// [`append`](Self::append) of `data` whose crc32c `crc` the caller
+    /// already has (verified, or computed over the same bytes by the
+    /// sender of a checksummed message): the store makes no pass of its
+    /// own over the data to compute it. Builds with debug assertions (the
+    /// tests and the simulator) check it and refuse a wrong one as
+    /// [`AppendError::ContentMismatch`].
+    pub fn append_with_crc32c(
+        &mut self,
+        chunk_id: ChunkId,
+        data: &[u8],
+        crc: u32,
+    ) -> Result<Ticket, AppendError> {
         let max = self.config.chunk_size_max_bytes;
         if data.len() > max as usize {
             return Err(AppendError::TooLarge { length: data.len(), max });
         }
-        let crc = crc32c::crc32c(data);
+        if cfg!(debug_assertions) && crc32c::crc32c(data) != crc {
+            return Err(AppendError::ContentMismatch);
+        }
         if let Some((length, crc_current)) = self.current_put(chunk_id) {
             if (length, crc_current) != (data.len() as u32, crc) {
                 return Err(AppendError::ContentMismatch);

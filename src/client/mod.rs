@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use crate::vsr::message::{
-    shared_zeroed, ChunkRefusal, Command, Header, Message, HEADER_SIZE, OPERATION_REGISTER,
+    chunk_crc32c_claim, shared_zeroed, ChunkRefusal, Command, Header, Message, HEADER_SIZE,
+    OPERATION_REGISTER,
 };
 use crate::vsr::state_machine::{ChunkRef, Reply, Request, BATCH_COUNT_MAX};
 
@@ -591,8 +592,11 @@ impl ObjectClient {
         let mut header = self.header(Command::ChunkWrite, group, client);
         header.context.set(chunk_id);
         header.request.set(sequence);
+        // The one crc32c pass of this chunk's write: the replicas store it
+        // under this value (`chunk_crc32c_claim`) and echo it when durable.
+        let crc32c = crc32c::crc32c(&frame[HEADER_SIZE..]);
+        header.op.set(chunk_crc32c_claim(crc32c));
         let message = Message::seal_frame(header, frame);
-        let crc32c = crc32c::crc32c(message.body());
         let handle = self.handle_new(Operation::ChunkWrite(ChunkWriteState {
             group,
             message: message.clone(),

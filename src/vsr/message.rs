@@ -143,7 +143,9 @@ pub enum Command {
     /// The client's session was evicted from the client table.
     Eviction = 15,
     /// Object data for a shard's chunk store, outside the log: context =
-    /// chunk id, request = the sender's sequence number, body = the bytes.
+    /// chunk id, request = the sender's sequence number, body = the bytes,
+    /// `op` = the body's crc32c as [`chunk_crc32c_claim`] encodes it (or 0:
+    /// the receiver computes it).
     ChunkWrite = 16,
     /// The chunk of `context` is durable; `op` = crc32c of its bytes.
     ChunkWriteOk = 17,
@@ -157,6 +159,22 @@ pub enum Command {
     /// [`ChunkRefusal`] code (full disk, too large, id reused).
     ChunkRefused = 21,
 }
+
+/// A `ChunkWrite`'s `op`: the sender's crc32c of the body, flagged so that
+/// 0 stays "not sent". The receiver stores the chunk under it without a
+/// crc32c pass of its own: the header checksum covers the claim and the
+/// body checksum proves the body is the one the sender computed it over
+/// (ARCHITECTURE.md, "One crc32c per chunk write").
+pub fn chunk_crc32c_claim(crc32c: u32) -> u64 {
+    CHUNK_CRC32C_CLAIMED | u64::from(crc32c)
+}
+
+/// The crc32c a `ChunkWrite`'s `op` claims, if it claims one.
+pub fn chunk_crc32c_claimed(op: u64) -> Option<u32> {
+    (op >> 32 == CHUNK_CRC32C_CLAIMED >> 32).then_some(op as u32)
+}
+
+const CHUNK_CRC32C_CLAIMED: u64 = 1 << 32;
 
 /// Why a shard refused a chunk write (the `op` of [`Command::ChunkRefused`]).
 #[repr(u8)]
@@ -377,7 +395,8 @@ impl Header {
     }
 
     /// The chunk commands: `context` names the chunk, bodies only where
-    /// bytes travel, `op` (a crc32c) only in the answers that carry one.
+    /// bytes travel, `op` (a crc32c) only in the answers that carry one
+    /// and, as a claim, in a `ChunkWrite`.
     fn invalid_chunk(&self, command: Command) -> Option<&'static str> {
         let body = self.size.get() as usize > HEADER_SIZE;
         if self.context.get() == 0 {
@@ -409,7 +428,11 @@ impl Header {
         if op_is_crc && self.op.get() > u64::from(u32::MAX) {
             return Some("chunk: crc32c above u32");
         }
-        if !op_is_crc && command != Command::ChunkRefused && self.op.get() != 0 {
+        if command == Command::ChunkWrite {
+            if self.op.get() != 0 && chunk_crc32c_claimed(self.op.get()).is_none() {
+                return Some("chunk_write: op neither 0 nor a crc32c claim");
+            }
+        } else if !op_is_crc && command != Command::ChunkRefused && self.op.get() != 0 {
             return Some("chunk: op set");
         }
         None
