@@ -14,13 +14,19 @@
 //! runner waits until every open stream (an upload still reading its body)
 //! has bytes queued, and hashes at once when a stream is waiting in
 //! `finish`, a stream was dropped, or half the queue budget is used, rather
-//! than starting each chunk alone as it arrives. It fills the lanes only
-//! somewhat: 1 MiB PUTs at 16 connections, `--cores 1` (~5 uploads per
-//! shard), averaged 2.5 lanes per pass hashing at once and 2.9-3.3 with the
-//! wait (perf/results/2026-12-03/md5-lanes/). An idle shard with one upload
-//! hashes its chunks as they come (one open stream, one ready). Nothing
-//! waits forever: a stream that neither feeds nor finishes is an upload that
-//! will time out and drop it.
+//! than starting each chunk alone as it arrives. A lone stream (the only
+//! one open) waits too, for a companion or its `finish`, while other PUTs
+//! are in flight on the shard ([`Md5Pool::put_busy`]): their next uploads
+//! are likely to join it. It is hashed as it comes only when it is the
+//! shard's only PUT (nothing to wait for, and its latency is then what the
+//! client sees), or once it has [`LONE_QUEUED_MAX`] bytes queued.
+//! Measured at 1 MiB PUTs, 16 connections, `--cores 1` (~5 PUTs per shard,
+//! but mostly one of them reading its body at a time): waiting only for
+//! the open streams, 35 % of the bytes were hashed alone; with the lone
+//! wait as landed, 10-12 %, and server CPU per PUT fell 3.9 % over three
+//! pairs (perf/results/2026-12-04/md5-defer/). Nothing waits forever: a
+//! stream that neither feeds nor finishes is an upload that will time out
+//! and drop it; the other PUTs end, and the last one left goes at once.
 //!
 //! Bounds: queued buffers (by capacity) are limited per shard
 //! ([`QUEUED_BYTES_MAX`]; `feed` waits beyond it), and hashed buffers go back to a small free list
@@ -38,6 +44,10 @@ use crate::http::md5_lanes::{self, Md5State, BLOCK, LANES};
 
 /// Bytes one stream advances per runner turn before the runner yields.
 pub const SLICE: usize = 64 << 10;
+/// Bytes a lone stream may have queued while it waits for a companion (a
+/// 1 MiB object never reaches it; a large one is hashed this far behind,
+/// within the free list's buffers, so `finish` has at most this to do).
+pub const LONE_QUEUED_MAX: usize = 2 << 20;
 /// Bytes queued for hashing per shard, at most.
 pub const QUEUED_BYTES_MAX: u64 = 64 << 20;
 /// Hashed buffers kept for reuse.
@@ -55,6 +65,12 @@ struct Job {
     waker: Option<Waker>,
 }
 
+impl Job {
+    fn queued(&self) -> usize {
+        self.queue.iter().map(Vec::len).sum::<usize>() - self.offset
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     /// Streams with bytes queued, in arrival order.
@@ -62,6 +78,8 @@ struct Shared {
     running: bool,
     /// Streams made and not yet dropped.
     open: usize,
+    /// PUT requests in flight on the shard (`put_busy` guards).
+    puts: usize,
     /// The runner, parked until a pass is worth it.
     runner: Option<Waker>,
     free: Vec<Vec<u8>>,
@@ -115,6 +133,14 @@ impl Md5Pool {
         }
     }
 
+    /// Count a PUT request (of any size, for its whole life) as in flight
+    /// on this shard until the guard drops: while another PUT is here, a
+    /// lone upload's bytes wait for a companion (module comment, "When").
+    pub fn put_busy(&self) -> PutBusy {
+        self.shared.borrow_mut().puts += 1;
+        PutBusy { shared: self.shared.clone() }
+    }
+
     /// An empty buffer of at least `capacity` bytes, reused if a free one
     /// is at most twice that (a small object does not take, and keep as
     /// its inline data, a chunk-sized buffer).
@@ -135,6 +161,23 @@ impl Md5Pool {
             lane_passes: shared.lane_passes,
             lanes_used: shared.lanes_used,
         }
+    }
+}
+
+/// A PUT in flight ([`Md5Pool::put_busy`]).
+pub struct PutBusy {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl Drop for PutBusy {
+    fn drop(&mut self) {
+        {
+            let mut shared = self.shared.borrow_mut();
+            assert!(shared.puts > 0);
+            shared.puts -= 1;
+        }
+        // The lone stream left may be due now.
+        wake_runner(&self.shared);
     }
 }
 
@@ -233,7 +276,17 @@ fn pass_due(shared: &Shared, budget: &glommio::sync::Semaphore) -> bool {
         // Only the pool holds it (a dropped upload), or the upload waits.
         Rc::strong_count(job) == 1 || job.borrow().waker.is_some()
     });
-    urgent || ready >= shared.open.min(LANES) || budget.available() < QUEUED_BYTES_MAX / 2
+    if urgent || budget.available() < QUEUED_BYTES_MAX / 2 {
+        return true;
+    }
+    if ready < shared.open.min(LANES) {
+        return false;
+    }
+    // Every open stream has bytes. Two or more: a shared pass. One alone:
+    // only if no other PUT could bring a companion, or it queued enough.
+    ready >= 2
+        || shared.puts <= 1
+        || shared.jobs.iter().any(|job| job.borrow().queued() >= LONE_QUEUED_MAX)
 }
 
 /// The runner: once a pass is due, advance every queued stream by up to a
@@ -502,6 +555,76 @@ mod tests {
             yields().await;
             assert_eq!(pool.stats().bytes_hashed, stats.bytes_hashed + data.len() as u64);
             assert_eq!(e.finish().await, expected);
+            assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
+        });
+    }
+
+    /// A lone stream is hashed as it comes when its PUT is the shard's
+    /// only one; with another PUT in flight it waits for a companion (a
+    /// shared pass), for its `finish`, or until it queued LONE_QUEUED_MAX.
+    #[test]
+    fn a_lone_stream_waits_while_other_puts_are_in_flight() {
+        run_local(async {
+            let yields = || async {
+                for _ in 0..16 {
+                    futures_lite::future::yield_now().await;
+                }
+            };
+            let pool = Md5Pool::new();
+            let data = vec![9u8; 256 << 10];
+            let expected: [u8; 16] = Md5::digest(&data).into();
+            let only = pool.put_busy();
+            let mut a = pool.stream();
+            a.feed(data.clone()).await;
+            yields().await;
+            assert_eq!(pool.stats().bytes_hashed, data.len() as u64, "the only PUT: at once");
+            assert_eq!(a.finish().await, expected);
+
+            let other = pool.put_busy();
+            let mut b = pool.stream();
+            b.feed(data.clone()).await;
+            yields().await;
+            let hashed = pool.stats().bytes_hashed;
+            assert_eq!(hashed, data.len() as u64, "another PUT in flight: b waits");
+            // A companion joins: one shared pass for both.
+            let mut c = pool.stream();
+            c.feed(data.clone()).await;
+            yields().await;
+            let stats = pool.stats();
+            assert_eq!(stats.bytes_hashed, 3 * data.len() as u64);
+            if md5_lanes::lanes_available() {
+                assert_eq!(stats.bytes_vector, 2 * data.len() as u64, "b and c shared passes");
+            }
+            assert_eq!((b.finish().await, c.finish().await), (expected, expected));
+
+            // Alone again: finish does not wait for the other PUT.
+            let mut d = pool.stream();
+            d.feed(data.clone()).await;
+            yields().await;
+            assert_eq!(pool.stats().bytes_hashed, 3 * data.len() as u64);
+            assert_eq!(d.finish().await, expected);
+            // Nor does a lone stream that queued LONE_QUEUED_MAX.
+            let mut e = pool.stream();
+            let mut fed = 0;
+            while fed < LONE_QUEUED_MAX {
+                e.feed(data.clone()).await;
+                fed += data.len();
+            }
+            yields().await;
+            assert!(pool.stats().bytes_hashed > 4 * data.len() as u64, "hashed along");
+            // The other PUT ends: the lone stream is the only one, and goes.
+            drop(e);
+            yields().await;
+            let mut f = pool.stream();
+            f.feed(data.clone()).await;
+            yields().await;
+            let before = pool.stats().bytes_hashed;
+            drop(other);
+            yields().await;
+            assert_eq!(pool.stats().bytes_hashed, before + data.len() as u64);
+            assert_eq!(f.finish().await, expected);
+            drop(only);
+            assert_eq!(pool.shared.borrow().puts, 0);
             assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
         });
     }

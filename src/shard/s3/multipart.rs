@@ -141,6 +141,8 @@ async fn part(
     r: &Responder<'_>,
 ) -> Result<(), S3Error> {
     let (bucket_id, _) = context.bucket(bucket).await?;
+    // In flight until answered (md5_pool: other uploads' hashes may wait).
+    let _busy = context.md5.put_busy();
     let group = context.driver.group_of(bucket_id, key.as_bytes());
     // Checked before the bytes are taken; the put checks again atomically.
     marker(context, bucket_id, key, upload_id).await?;

@@ -456,6 +456,8 @@ pub(super) async fn put(
     r: &Responder<'_>,
 ) -> Result<(), S3Error> {
     let (bucket_id, _) = context.bucket(bucket).await?;
+    // In flight until answered: other uploads' hashes may wait for ours.
+    let _busy = context.md5.put_busy();
     let mut meta = metadata_from_headers(head)?;
     let condition = put_condition(head)?;
     if let Some(value) = head.header("content-md5") {
