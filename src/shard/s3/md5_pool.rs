@@ -450,6 +450,13 @@ mod tests {
     use super::*;
     use md5::{Digest, Md5};
 
+    /// Let the runner take its turns.
+    async fn yields() {
+        for _ in 0..16 {
+            futures_lite::future::yield_now().await;
+        }
+    }
+
     fn run_local<F: std::future::Future<Output = ()> + 'static>(future: F) {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(512 << 10)
@@ -518,11 +525,6 @@ mod tests {
     #[test]
     fn passes_wait_for_the_open_streams() {
         run_local(async {
-            let yields = || async {
-                for _ in 0..16 {
-                    futures_lite::future::yield_now().await;
-                }
-            };
             let pool = Md5Pool::new();
             let data = vec![5u8; 256 << 10];
             let mut a = pool.stream();
@@ -565,11 +567,6 @@ mod tests {
     #[test]
     fn a_lone_stream_waits_while_other_puts_are_in_flight() {
         run_local(async {
-            let yields = || async {
-                for _ in 0..16 {
-                    futures_lite::future::yield_now().await;
-                }
-            };
             let pool = Md5Pool::new();
             let data = vec![9u8; 256 << 10];
             let expected: [u8; 16] = Md5::digest(&data).into();
