@@ -87,7 +87,8 @@ impl WriteBuffer {
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         assert!(bytes.len() <= self.room(), "write buffer overflow");
         let end = self.length + bytes.len();
-        self.memory.bytes_mut()[self.length..end].copy_from_slice(bytes);
+        // Memory the device reads next: streamed around the cache.
+        super::stream_copy::copy(&mut self.memory.bytes_mut()[self.length..end], bytes);
         self.length = end;
     }
 

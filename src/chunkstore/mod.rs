@@ -98,6 +98,7 @@ pub mod format;
 pub mod mem;
 pub mod recovery;
 pub mod service;
+pub mod stream_copy;
 
 mod index;
 mod maintenance;
