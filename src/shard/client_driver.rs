@@ -309,6 +309,12 @@ impl ClientDriver {
         handle
     }
 
+    /// The frame a started chunk write sends (sealed: read-only from here).
+    pub fn chunk_frame(&self, handle: &Result<Handle, ClientError>) -> Option<Rc<[u8]>> {
+        let handle = handle.as_ref().ok()?;
+        self.client.borrow().chunk_write_frame_of(*handle)
+    }
+
     /// The crc32c of a chunk once a quorum has it durable.
     pub async fn chunk_written(
         &self,

@@ -1,10 +1,13 @@
 //! One shard's MD5 work for the ETags of its uploads, done for many
 //! uploads at once (`http::md5_lanes`).
 //!
-//! An upload hands each piece of its body (128 KiB, `objects::PIECE`) to
-//! its [`Md5Stream`] once it has copied the piece into the chunk's frame,
-//! and goes on reading: the hash runs behind the upload, not in front of
-//! it. One runner task per shard
+//! An upload hands its body to its [`Md5Stream`] and goes on reading: the
+//! hash runs behind the upload, not in front of it. As the shard's only PUT
+//! it hands over a copy of each piece (128 KiB, `objects::PIECE`) as it
+//! reads it, so the hash keeps up; with other PUTs in flight, when its
+//! hash would wait for a companion anyway, it hands over each chunk's
+//! frame once sent ([`Md5Stream::feed_frame`], no copy; see
+//! [`Md5Pool::hashes_as_they_come`]). One runner task per shard
 //! advances every stream with queued bytes, up to 16 in one vector pass,
 //! [`SLICE`] bytes per stream per turn, and yields in between so the
 //! executor's other work (and more uploads joining the lanes) runs.
@@ -56,9 +59,45 @@ pub const FREE_BUFFERS_MAX: usize = 16;
 /// more than 1,024 chunks).
 const FREE_BUFFER_BYTES_MAX: usize = 1 << 20;
 
+/// Bytes queued for hashing: a copy of a body piece (the upload goes on
+/// filling the chunk's frame), or a range of a chunk's sent frame (no copy;
+/// the frame is reused once this and the chunk write drop it).
+enum Queued {
+    Copy(Vec<u8>),
+    Frame { frame: Rc<[u8]>, start: usize, end: usize },
+}
+
+impl Default for Queued {
+    fn default() -> Queued {
+        Queued::Copy(Vec::new())
+    }
+}
+
+impl Queued {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Queued::Copy(data) => data,
+            Queued::Frame { frame, start, end } => &frame[*start..*end],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// What it holds against the budget: a copy's allocation (a short last
+    /// chunk in a chunk-sized buffer too), a frame's range.
+    fn budget(&self) -> usize {
+        match self {
+            Queued::Copy(data) => data.capacity(),
+            Queued::Frame { start, end, .. } => end - start,
+        }
+    }
+}
+
 struct Job {
     state: Md5State,
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Queued>,
     /// Bytes of `queue[0]` already hashed.
     offset: usize,
     /// The upload waiting in `finish`.
@@ -67,7 +106,7 @@ struct Job {
 
 impl Job {
     fn queued(&self) -> usize {
-        self.queue.iter().map(Vec::len).sum::<usize>() - self.offset
+        self.queue.iter().map(Queued::len).sum::<usize>() - self.offset
     }
 }
 
@@ -141,6 +180,14 @@ impl Md5Pool {
         PutBusy { shared: self.shared.clone() }
     }
 
+    /// Whether an upload's pieces are hashed as they come (its PUT is the
+    /// shard's only one): then it hands over a copy of each piece as it is
+    /// read. Otherwise its stream waits anyway, and the upload hands over
+    /// each chunk's frame once sent (`feed_frame`), with no copy.
+    pub fn hashes_as_they_come(&self) -> bool {
+        self.shared.borrow().puts <= 1
+    }
+
     /// An empty buffer of at least `capacity` bytes, reused if a free one
     /// is at most twice that (a small object does not take, and keep as
     /// its inline data, a chunk-sized buffer).
@@ -199,19 +246,29 @@ impl Md5Stream {
     /// Queue `data` to be hashed after everything fed before it. Waits
     /// while the shard's queue is full.
     pub async fn feed(&mut self, data: Vec<u8>) {
-        if data.is_empty() {
+        self.queue(Queued::Copy(data)).await;
+    }
+
+    /// Queue `frame[range]` (a chunk's frame, sent and no longer written)
+    /// to be hashed after everything fed before it, without a copy.
+    pub async fn feed_frame(&mut self, frame: Rc<[u8]>, range: std::ops::Range<usize>) {
+        assert!(range.start <= range.end && range.end <= frame.len());
+        self.queue(Queued::Frame { frame, start: range.start, end: range.end }).await;
+    }
+
+    async fn queue(&mut self, data: Queued) {
+        if data.len() == 0 {
             return;
         }
-        // The budget counts the allocation (a short last chunk still holds
-        // its chunk-sized buffer), taken here and given back whole when the
-        // buffer is hashed or its stream dropped. The semaphore is never
-        // closed, so acquire cannot fail; if it ever did, hashing without
-        // the bound is still correct.
+        // The budget counts what `Queued::budget` says, taken here and
+        // given back whole when the bytes are hashed or their stream
+        // dropped. The semaphore is never closed, so acquire cannot fail;
+        // if it ever did, hashing without the bound is still correct.
         assert!(
-            data.capacity() as u64 <= QUEUED_BYTES_MAX / 2,
+            data.budget() as u64 <= QUEUED_BYTES_MAX / 2,
             "a chunk buffer over half the queue (chunk_size_max is 8 MiB)"
         );
-        let _ = self.budget.acquire(data.capacity() as u64).await;
+        let _ = self.budget.acquire(data.budget() as u64).await;
         let first = {
             let mut job = self.job.borrow_mut();
             job.queue.push_back(data);
@@ -315,7 +372,7 @@ async fn run(shared: Rc<RefCell<Shared>>, budget: Rc<glommio::sync::Semaphore>) 
             // Every queued buffer was taken from the budget whole (a front
             // buffer partly hashed too), so all of it goes back.
             if Rc::strong_count(&job) == 1 {
-                let queued = job.borrow().queue.iter().map(Vec::capacity).sum::<usize>();
+                let queued = job.borrow().queue.iter().map(Queued::budget).sum::<usize>();
                 budget.signal(queued as u64);
                 continue;
             }
@@ -374,7 +431,7 @@ fn scalar_slice(job: &mut Job) -> usize {
     let Some(front) = job.queue.front() else { return 0 };
     let end = (job.offset + SLICE).min(front.len());
     let (start, data) = (job.offset, std::mem::take(&mut job.queue[0]));
-    job.state.update(&data[start..end]);
+    job.state.update(&data.bytes()[start..end]);
     job.queue[0] = data;
     job.offset = end;
     end - start
@@ -394,13 +451,13 @@ fn vector_slice(lanes: &[Rc<RefCell<Job>>]) -> usize {
         return 0;
     }
     let length = blocks * BLOCK;
-    let buffers: Vec<Vec<u8>> =
+    let buffers: Vec<Queued> =
         guards.iter_mut().map(|job| std::mem::take(&mut job.queue[0])).collect();
     {
         let inputs: Vec<&[u8]> = buffers
             .iter()
             .zip(guards.iter())
-            .map(|(buffer, job)| &buffer[job.offset..job.offset + length])
+            .map(|(buffer, job)| &buffer.bytes()[job.offset..job.offset + length])
             .collect();
         let mut states: Vec<&mut [u32; 4]> =
             guards.iter_mut().map(|job| &mut job.state.state).collect();
@@ -422,12 +479,14 @@ fn retire_front(job: &mut Job, free: &mut Vec<Vec<u8>>) -> usize {
     if !hashed {
         return 0;
     }
-    let Some(mut buffer) = job.queue.pop_front() else { return 0 };
+    let Some(queued) = job.queue.pop_front() else { return 0 };
     job.offset = 0;
-    let released = buffer.capacity();
-    if free.len() < FREE_BUFFERS_MAX && buffer.capacity() <= FREE_BUFFER_BYTES_MAX {
-        buffer.clear();
-        free.push(buffer);
+    let released = queued.budget();
+    if let Queued::Copy(mut buffer) = queued {
+        if free.len() < FREE_BUFFERS_MAX && buffer.capacity() <= FREE_BUFFER_BYTES_MAX {
+            buffer.clear();
+            free.push(buffer);
+        }
     }
     released
 }
@@ -622,6 +681,45 @@ mod tests {
             assert_eq!(f.finish().await, expected);
             drop(only);
             assert_eq!(pool.shared.borrow().puts, 0);
+            assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
+        });
+    }
+
+    /// Copies and frame ranges fed in any mix hash in order, to the
+    /// reference digest; a hashed frame is let go (its other holders are
+    /// the only ones left), and a dropped stream lets its frames go too.
+    #[test]
+    fn frames_and_copies_hash_in_order_and_are_let_go() {
+        run_local(async {
+            let pool = Md5Pool::new();
+            let body: Vec<u8> = (0..700_000u32).map(|i| (i * 13 + 5) as u8).collect();
+            let frame = |range: std::ops::Range<usize>| -> Rc<[u8]> {
+                let mut bytes = vec![0xaa; 256];
+                bytes.extend_from_slice(&body[range]);
+                Rc::from(bytes)
+            };
+            let (one, two) = (frame(100_000..400_000), frame(400_000..700_000));
+            let mut stream = pool.stream();
+            stream.feed(body[..100_000].to_vec()).await;
+            stream.feed_frame(one.clone(), 256..one.len()).await;
+            stream.feed_frame(two.clone(), 256..two.len()).await;
+            let expected: [u8; 16] = Md5::digest(&body).into();
+            assert_eq!(stream.finish().await, expected);
+            assert_eq!((Rc::strong_count(&one), Rc::strong_count(&two)), (1, 1));
+            assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
+            // Frames never enter the copies' free list.
+            assert!(pool.shared.borrow().free.iter().all(|b| b.capacity() <= 100_000 * 2));
+
+            let other = pool.put_busy();
+            let _companion_wait = pool.put_busy();
+            let mut dropped = pool.stream();
+            dropped.feed_frame(one.clone(), 256..one.len()).await;
+            yields().await;
+            assert_eq!(Rc::strong_count(&one), 2, "queued: waits for a companion");
+            drop(dropped);
+            yields().await;
+            assert_eq!(Rc::strong_count(&one), 1, "a dropped stream lets its frame go");
+            drop(other);
             assert_eq!(pool.budget.available(), QUEUED_BYTES_MAX);
         });
     }

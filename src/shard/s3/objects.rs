@@ -199,6 +199,10 @@ pub(super) async fn upload(
         // (`Body::read_into`): no copy of the chunk into a message after.
         let mut frame: Option<Rc<[u8]>> = None;
         let mut filled = 0usize;
+        // Where this chunk's bytes not yet handed to the MD5 pool start:
+        // once a piece is left to hash from the sent frame, so are the
+        // rest of the chunk (the hash takes bytes in order).
+        let mut unhashed_from: Option<usize> = None;
         loop {
             // An object's first piece may be all of it: its inline data.
             let first = size == 0;
@@ -243,13 +247,18 @@ pub(super) async fn upload(
                     chunks,
                 });
             }
-            // The hash runs behind (md5_pool), over a copy of each piece as
-            // it comes, so the shard's uploads share its vector passes.
-            let mut hashed = context.md5.buffer(read);
-            hashed.extend_from_slice(piece);
+            // The hash runs behind (md5_pool), so the shard's uploads share
+            // its vector passes: over a copy of each piece as it comes when
+            // it would be hashed at once, else from the sent frame.
+            if unhashed_from.is_none() && context.md5.hashes_as_they_come() {
+                let mut hashed = context.md5.buffer(read);
+                hashed.extend_from_slice(piece);
+                md5.feed(hashed).await;
+            } else {
+                unhashed_from.get_or_insert(filled);
+            }
             filled += read;
             size += read as u64;
-            md5.feed(hashed).await;
             if ended || filled == want {
                 break;
             }
@@ -280,6 +289,15 @@ pub(super) async fn upload(
         }
         let id = chunk_id();
         let handle = context.driver.chunk_write_frame_start(group, id, frame);
+        if let Some(from) = unhashed_from {
+            match context.driver.chunk_frame(&handle) {
+                Some(sent) => md5.feed_frame(sent, HEADER_SIZE + from..HEADER_SIZE + filled).await,
+                // A write that did not start fails the upload at `chunk_done`.
+                None if handle.is_err() => {}
+                // Never a wrong ETag: a started write always holds its frame.
+                None => return Err(S3Error::new(S3ErrorCode::InternalError)),
+            }
+        }
         in_flight.push_back((handle, id, filled as u32, permit));
         while in_flight.len() >= CHUNKS_IN_FLIGHT {
             chunks.push(chunk_done(context, in_flight.pop_front()).await?);
