@@ -9,8 +9,9 @@
 //!
 //! Rules:
 //! - **A write is acknowledged once durable** (the store's `Durable`
-//!   event), with the crc32c the store computed: the client checks it
-//!   against its own.
+//!   event), with the crc32c it was stored under: the one the write
+//!   claims (`message::chunk_crc32c_claim`), else the store's own. The
+//!   client checks it against its own.
 //! - **Missing means referenced and absent.** A chunk joins `missing` when a
 //!   committed put names it (or an audit of the whole state finds it) and the
 //!   store neither holds it nor has a write of it pending. It is fetched

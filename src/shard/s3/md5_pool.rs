@@ -185,7 +185,7 @@ impl Md5Pool {
     /// read. Otherwise its stream waits anyway, and the upload hands over
     /// each chunk's frame once sent (`feed_frame`), with no copy.
     pub fn hashes_as_they_come(&self) -> bool {
-        self.shared.borrow().puts <= 1
+        only_put(&self.shared.borrow())
     }
 
     /// An empty buffer of at least `capacity` bytes, reused if a free one
@@ -218,13 +218,8 @@ pub struct PutBusy {
 
 impl Drop for PutBusy {
     fn drop(&mut self) {
-        {
-            let mut shared = self.shared.borrow_mut();
-            assert!(shared.puts > 0);
-            shared.puts -= 1;
-        }
         // The lone stream left may be due now.
-        wake_runner(&self.shared);
+        count_down(&self.shared, |shared| &mut shared.puts);
     }
 }
 
@@ -309,13 +304,26 @@ impl Md5Stream {
 
 impl Drop for Md5Stream {
     fn drop(&mut self) {
-        {
-            let mut shared = self.shared.borrow_mut();
-            assert!(shared.open > 0);
-            shared.open -= 1;
-        }
-        wake_runner(&self.shared);
+        count_down(&self.shared, |shared| &mut shared.open);
     }
+}
+
+/// Decrement one of the pool's counts (a stream or a PUT gone) and wake
+/// the runner: a pass may be due now.
+fn count_down(shared: &RefCell<Shared>, count: impl FnOnce(&mut Shared) -> &mut usize) {
+    {
+        let mut shared = shared.borrow_mut();
+        let count = count(&mut shared);
+        assert!(*count > 0, "counted down below zero");
+        *count -= 1;
+    }
+    wake_runner(shared);
+}
+
+/// This shard has no PUT but the one asking: nothing could bring a lone
+/// stream a companion, so it is hashed as it comes.
+fn only_put(shared: &Shared) -> bool {
+    shared.puts <= 1
 }
 
 fn wake_runner(shared: &RefCell<Shared>) {
@@ -342,7 +350,7 @@ fn pass_due(shared: &Shared, budget: &glommio::sync::Semaphore) -> bool {
     // Every open stream has bytes. Two or more: a shared pass. One alone:
     // only if no other PUT could bring a companion, or it queued enough.
     ready >= 2
-        || shared.puts <= 1
+        || only_put(shared)
         || shared.jobs.iter().any(|job| job.borrow().queued() >= LONE_QUEUED_MAX)
 }
 
