@@ -4,8 +4,9 @@
 #   - fio: 4 KiB O_DIRECT write + fdatasync per write with 1, 16 and 64
 #     writers; 1 MiB O_DIRECT sequential write and read at queue depth 8;
 #   - toasty: durable WAL writes through the replica file (one-replica VSR
-#     group, O_DIRECT, io_uring, group commit) with 1, 16 and 64 clients,
-#     one put (one WAL write) per request.
+#     group, O_DIRECT, io_uring) with 1, 16 and 64 clients, one put (one
+#     WAL write) per request, under both --wal-sync modes: dsync (each
+#     write O_DSYNC, the default) and fdatasync (group commit).
 # Usage: perf/storage.sh [SECONDS_PER_FIO_JOB]   (default 10)
 # Writes perf/results/<date>/storage.json and prints a summary table.
 set -euo pipefail
@@ -44,11 +45,14 @@ fio_json seqread1m --bs=1M --rw=read --ioengine=io_uring --iodepth=8 --direct=1 
     --size=2G --runtime="$seconds" --time_based
 
 for clients in 1 16 64; do
-    echo "toasty WAL, $clients clients" >&2
-    writes=$(( clients == 1 ? 5000 : 30000 ))
-    rm -rf "$work/wal"
-    "$target/release/toasty-crashtest" wal --data "$work/wal" --run 1 --clients "$clients" \
-        --requests single --writes "$writes" --report | tail -n 1 > "$work/wal-$clients.json"
+    for mode in dsync fdatasync; do
+        echo "toasty WAL, $clients clients, --wal-sync $mode" >&2
+        writes=$(( clients == 1 ? 5000 : 30000 ))
+        rm -rf "$work/wal"
+        "$target/release/toasty-crashtest" wal --data "$work/wal" --run 1 --clients "$clients" \
+            --requests single --writes "$writes" --wal-sync "$mode" --report |
+            tail -n 1 > "$work/wal-$mode-$clients.json"
+    done
 done
 
 python3 - "$work" "$out/storage.json" "$commit" "$load" "$seconds" <<'PY'
@@ -65,13 +69,15 @@ def fio(name):
 result = {"commit": commit, "load_at_start": load, "fio_seconds_per_job": int(seconds), "fio": {}, "toasty_wal": {}}
 for name in ["fsync4k-1", "fsync4k-16", "fsync4k-64", "seqwrite1m", "seqread1m"]:
     result["fio"][name] = fio(name)
-for clients in [1, 16, 64]:
-    result["toasty_wal"][str(clients)] = json.load(open(f"{work}/wal-{clients}.json"))
+modes = ["dsync", "fdatasync"]
+for mode in modes:
+    result["toasty_wal"][mode] = {str(c): json.load(open(f"{work}/wal-{mode}-{c}.json")) for c in [1, 16, 64]}
 json.dump(result, open(path, "w"), indent=1)
-print(f"{'writers':>8} {'fio 4k+fdatasync/s':>20} {'toasty WAL writes/s':>20} {'toasty p99 us':>14} {'req/group commit':>17}")
+print(f"{'writers':>8} {'fio 4k+fdatasync/s':>20} " + " ".join(f"{'WAL writes/s ' + m:>22} {'p99 us':>8}" for m in modes))
 for clients in [1, 16, 64]:
-    f = result["fio"][f"fsync4k-{clients}"]; t = result["toasty_wal"][str(clients)]
-    print(f"{clients:>8} {f['iops']:>20} {t['writes_per_second']:>20} {t['latency_us']['p99']:>14} {t['requests_per_group_commit']:>17}")
+    f = result["fio"][f"fsync4k-{clients}"]
+    cells = " ".join(f"{result['toasty_wal'][m][str(clients)]['writes_per_second']:>22} {result['toasty_wal'][m][str(clients)]['latency_us']['p99']:>8}" for m in modes)
+    print(f"{clients:>8} {f['iops']:>20} {cells}")
 print(f"fio 1 MiB O_DIRECT qd8: write {result['fio']['seqwrite1m']['MiB_per_s']} MiB/s, read {result['fio']['seqread1m']['MiB_per_s']} MiB/s")
 print(f"written to {path}")
 PY

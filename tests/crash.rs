@@ -27,7 +27,17 @@ enum Line {
 
 #[test]
 fn wal_keeps_every_acknowledged_write_across_kill_9() {
-    let dir = TempDir::new("crash-wal");
+    kill_9_rounds("dsync");
+}
+
+/// The same under `--wal-sync fdatasync` (plain writes, a shared sync).
+#[test]
+fn wal_keeps_every_acknowledged_write_across_kill_9_with_fdatasync() {
+    kill_9_rounds("fdatasync");
+}
+
+fn kill_9_rounds(wal_sync: &str) {
+    let dir = TempDir::new(&format!("crash-wal-{wal_sync}"));
     let seed = crash_seed();
     let mut rng = Rng(seed);
     let acked_path = dir.0.join("acked.txt");
@@ -43,7 +53,7 @@ fn wal_keeps_every_acknowledged_write_across_kill_9() {
         let last = run == KILLS as u32 + 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_toasty-crashtest"));
         command
-            .args(["wal", "--run", &run.to_string()])
+            .args(["wal", "--run", &run.to_string(), "--wal-sync", wal_sync])
             .arg("--data")
             .arg(dir.0.join("data"))
             .arg("--verify")
@@ -133,7 +143,8 @@ fn wal_keeps_every_acknowledged_write_across_kill_9() {
     let total = acks(&acked);
     assert!(total > 1000, "only {total} writes acknowledged in all runs (seed {seed})");
     eprintln!(
-        "crash test: {KILLS} kills, {total} acknowledged writes, {verified_runs} verifications"
+        "crash test ({wal_sync}): {KILLS} kills, {total} acknowledged writes, \
+         {verified_runs} verifications"
     );
 }
 

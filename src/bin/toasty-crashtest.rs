@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use toasty::shard::checks::{self, DirIdentity, IdentityState, StartupParams};
-use toasty::shard::storage::{ReplicaFile, StorageError, BATCH_WRITES_MAX};
+use toasty::shard::storage::{ReplicaFile, StorageError, WalSync, BATCH_WRITES_MAX};
 use toasty::vsr::config::Config;
 use toasty::vsr::message::{Command, Header, Message, OPERATION_REGISTER};
 use toasty::vsr::replica::{format, Action, Replica, Status, Target};
@@ -85,12 +85,16 @@ enum Mode {
         /// and request latency percentiles (the perf/storage.sh benchmark).
         #[arg(long)]
         report: bool,
+        /// How writes become durable, as toasty-server's --wal-sync.
+        #[arg(long, value_enum, default_value_t = WalSync::Dsync)]
+        wal_sync: WalSync,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Mode::Wal { data, run, verify, writes, io_memory, clients, requests, report } = cli.command;
+    let Mode::Wal { data, run, verify, writes, io_memory, clients, requests, report, wal_sync } =
+        cli.command;
     let batches = match requests.as_str() {
         "mixed" => true,
         "single" => false,
@@ -99,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let load = Load { run, writes, clients: clients as usize, batches, report };
+    let load = Load { run, writes, clients: clients as usize, batches, report, wal_sync };
     if let Err(code) = startup_checks(&data, io_memory) {
         return code;
     }
@@ -209,6 +213,7 @@ struct Load {
     clients: usize,
     batches: bool,
     report: bool,
+    wal_sync: WalSync,
 }
 
 struct LoadClient {
@@ -234,7 +239,8 @@ async fn wal(data: &Path, verify: Option<&Path>, load_options: Load) -> Result<(
         let formatted = format(&config, &ObjectStore::new(limits()));
         ReplicaFile::create(data, layout, &formatted).await.map_err(error)?;
     }
-    let file = Rc::new(ReplicaFile::open(data, layout).await.map_err(error)?);
+    let file =
+        Rc::new(ReplicaFile::open(data, layout, load_options.wal_sync).await.map_err(error)?);
     let mut reader = file.reader().map_err(error)?;
     let seed = u64::from(std::process::id()) ^ (u64::from(run) << 32);
     let mut replica = Replica::open(config, ObjectStore::new(limits()), &mut reader, seed)
@@ -301,7 +307,7 @@ fn verify_keys(replica: &Replica<ObjectStore>, path: &Path) -> Result<(), String
 }
 
 async fn load(driver: &mut Driver<'_>, options: Load) -> Result<(), String> {
-    let Load { run, writes, clients: client_count, batches, report } = options;
+    let Load { run, writes, clients: client_count, batches, report, .. } = options;
     let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .map_err(|e| format!("histogram: {e}"))?;
     let started = Instant::now();

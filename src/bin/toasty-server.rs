@@ -32,7 +32,7 @@ use toasty::shard::log::Log;
 use toasty::shard::metrics::{self, NodeStatus};
 use toasty::shard::s3::S3Config;
 use toasty::shard::server::{self, frame_size_max, ShardParams};
-use toasty::shard::storage::{ReplicaFile, ZoneOffsets};
+use toasty::shard::storage::{ReplicaFile, WalSync, ZoneOffsets};
 use toasty::shard::transport::TransportLimits;
 use toasty::vsr::config::Config;
 use toasty::vsr::state_machine::{ObjectStore, ObjectStoreLimits, StateMachine};
@@ -86,6 +86,13 @@ struct Cli {
     /// kernel (glommio's spin_before_park); 0 sleeps at once.
     #[arg(long, default_value_t = 0)]
     spin_before_park_us: u64,
+    /// How writes to the replica file (WAL, header ring, superblock,
+    /// checkpoints) become durable: `dsync` opens it O_DSYNC, so a write
+    /// is durable when it completes; `fdatasync` writes plainly and shares
+    /// one fdatasync among the writes completed before it (tuning.md has
+    /// the measured difference).
+    #[arg(long, value_enum, default_value_t = WalSync::Dsync)]
+    wal_sync: WalSync,
     /// Chunk store segments per shard, and their size in MiB.
     #[arg(long, default_value_t = 64)]
     chunk_segments: u32,
@@ -308,6 +315,7 @@ fn run(cli: Cli, log: Log) -> Result<(), String> {
             group,
             peers,
             data_dir: dir,
+            wal_sync: cli.wal_sync,
             transport: TransportLimits::new(frame_size_max(&plan.vsr, &plan.chunks)),
             service: ChunkServiceConfig {
                 cluster,

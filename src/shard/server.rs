@@ -52,6 +52,8 @@ pub struct ShardParams {
     /// This shard's replica address on every node (index = node = replica).
     pub peers: Vec<SocketAddr>,
     pub data_dir: PathBuf,
+    /// How replica-file writes become durable (`--wal-sync`).
+    pub wal_sync: super::storage::WalSync,
     pub vsr: Config,
     pub limits: ObjectStoreLimits,
     pub chunks: chunkstore::Config,
@@ -108,7 +110,8 @@ pub async fn run(params: ShardParams) -> Result<(), String> {
         let formatted = format(&params.vsr, &ObjectStore::new(params.limits));
         ReplicaFile::create(&dir, layout, &formatted).await.map_err(|e| e.to_string())?;
     }
-    let file = Rc::new(ReplicaFile::open(&dir, layout).await.map_err(|e| e.to_string())?);
+    let file =
+        Rc::new(ReplicaFile::open(&dir, layout, params.wal_sync).await.map_err(|e| e.to_string())?);
     let mut reader = file.reader().map_err(|e| e.to_string())?;
     let seed = seed_from_os();
     let replica =

@@ -1,7 +1,19 @@
 //! The replica's write driver on the real replica file: every write the
-//! replica asks for runs at once as its own task, and one fdatasync covers
-//! every write that completed before it started (group commit without
-//! batch boundaries, as the chunk driver's syncs).
+//! replica asks for runs at once as its own task. Under `WalSync::Dsync`
+//! (the default) a completed write is durable and is reported at once;
+//! under `WalSync::Fdatasync` one fdatasync covers every write that
+//! completed before it started (group commit without batch boundaries, as
+//! the chunk driver's syncs), one sync at a time.
+//!
+//! Why O_DSYNC won (perf/results/2026-12-04/wal-dsync/): with one sync at
+//! a time, each fdatasync a trip through io_uring's worker thread and a
+//! wake-up of the shard, a replica managed ~1,800 syncs/s under 4 KiB PUT
+//! load, far below the disk's ~4,400 per log with three logs flushing
+//! (research/limits.md), and every op waited for two of them in a row
+//! (prepare, then header sector). Writes that each carry their own flush
+//! overlap freely; the flushes the device sees went up (one per write, 1.6
+//! per op per replica, against 1.08 syncs), and still the PUTs got faster
+//! and cheaper.
 //!
 //! Why not `ReplicaFile::write_batch` (one batch at a time): the replica
 //! orders a slot's header-sector write after its prepare is durable, so with
@@ -90,7 +102,9 @@ impl WalDriver {
         let (file, shared) = (self.file.clone(), self.shared.clone());
         glommio::spawn_local(async move {
             let result = file.write_one(&write).await;
-            if written(&shared, write.id, result) {
+            if file.durable_on_completion() {
+                durable(&shared, write.id, result);
+            } else if written(&shared, write.id, result) {
                 sync_loop(file, shared).await;
             }
         })
@@ -115,6 +129,22 @@ impl WalDriver {
     pub fn register_waker(&self, waker: &Waker) {
         self.shared.borrow_mut().waker = Some(waker.clone());
     }
+}
+
+/// Record a completed write that is already durable (`WalSync::Dsync`).
+fn durable(shared: &RefCell<Shared>, id: WriteId, result: Result<(), StorageError>) {
+    let mut state = shared.borrow_mut();
+    match result {
+        Ok(()) => {
+            state.in_flight -= 1;
+            state.durable.push(id);
+        }
+        // Its fate is unknown: never reported durable; the shard stops.
+        Err(error) => {
+            state.failed.get_or_insert(error);
+        }
+    }
+    state.wake();
 }
 
 /// Record a completed write; true if the caller must start the sync loop.

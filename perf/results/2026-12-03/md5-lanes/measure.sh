@@ -5,7 +5,8 @@
 #   measure.sh profile  BINDIR CORES OUT -- FLAGS : perf record -a -F 2000 for
 #       5 s inside the run, self time by symbol into OUT
 # FLAGS are toasty-loadgen workload flags, e.g. --mix put=100 --size 1MiB -c 16 --keys 200.
-# SUM_NODES=1 sums each counter over the nodes (labels dropped). The loadgen
+# SUM_NODES=1 sums each counter over the nodes (labels dropped); METRICS_RE
+# picks the counters (default md5|wal|chunk|frames). The loadgen
 # p50/p99 close the first line (added 2026-12-04).
 # Measured run: DUR seconds [6 counters, 8 profile] after a 1 s warm-up.
 set -euo pipefail
@@ -23,7 +24,7 @@ cluster_start "measure-$mode" "$cores"
     --secret-key "$lg_secret" --bucket bench --create-bucket --no-progress "$@" --duration 1 >/dev/null 2>&1 || true
 snap() {
     for i in 0 1 2; do curl -s "http://127.0.0.1:$((metrics_port + i))/metrics"; done |
-        grep -E "^toasty_(md5|wal|chunk|frames)" | { if [ "${SUM_NODES:-0}" = 1 ]; then sed -E 's/\{[^}]*\}//'; else cat; fi; } | awk '{a[$1]+=$2} END {for (k in a) printf "%s %.0f\n", k, a[k]}' | sort
+        grep -E "^toasty_(${METRICS_RE:-md5|wal|chunk|frames})" | { if [ "${SUM_NODES:-0}" = 1 ]; then sed -E 's/\{[^}]*\}//'; else cat; fi; } | awk '{a[$1]+=$2} END {for (k in a) printf "%s %.0f\n", k, a[k]}' | sort
 }
 cell=$(mktemp -d)/cell.json
 if [ "$mode" = profile ]; then
