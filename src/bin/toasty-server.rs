@@ -12,6 +12,11 @@
 //! same list, the same `--cores` and the same `--cluster`. A `--config FILE`
 //! holds the same settings as `key = value` lines (flags override it).
 
+// glibc malloc/free were 13-18 % of a node's CPU under small PUTs; see
+// ARCHITECTURE.md "Dependencies" and perf/results/2026-12-04/mimalloc/.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
