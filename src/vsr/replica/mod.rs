@@ -1267,32 +1267,31 @@ impl<S: StateMachine> Replica<S> {
         let Some(header) = self.journal.header(op).copied() else {
             panic!("checkpoint at {op} without its prepare header");
         };
-        let blob = self.checkpoint_encode(&header);
+        // Encoded once, into a buffer sized from the last checkpoint, then
+        // padded in place: the shard runs nothing else meanwhile, and each
+        // copy of a multi-MiB state was a stall every request in flight
+        // paid (perf/results/2026-12-04/checkpoint-copies/).
+        let sector = crate::vsr::storage::SECTOR_SIZE;
+        let hint = (self.superblock.checkpoint_size as usize)
+            .saturating_add(1 << 16)
+            .min(self.config.checkpoint_size_max as usize);
+        let mut data = Vec::with_capacity(hint.div_ceil(sector) * sector);
+        checkpoint_blob_into(&mut data, &header, &self.state_machine, &self.client_table);
+        let length = data.len();
         assert!(
-            blob.len() as u64 <= self.config.checkpoint_size_max,
+            length as u64 <= self.config.checkpoint_size_max,
             "checkpoint exceeds checkpoint_size_max"
         );
+        data.resize(length.div_ceil(sector).max(1) * sector, 0);
+        let data: std::rc::Rc<[u8]> = data.into();
+        let blob: std::rc::Rc<[u8]> = data[..length].into();
         let area = 1 - self.superblock.checkpoint_area;
         let checksum = crate::vsr::message::checksum(&blob);
         let id = self.journal.write_id(WriteKind::Checkpoint { op });
-        let sector = crate::vsr::storage::SECTOR_SIZE;
-        let mut data = blob.to_vec();
-        data.resize(data.len().div_ceil(sector).max(1) * sector, 0);
         let offset = area as u64 * self.config.checkpoint_size_max;
         self.checkpoint_pending =
             Some(CheckpointPending { op, checksum, blob, area, header, blob_durable: false });
-        self.write(vec![Write {
-            id,
-            zone: crate::vsr::storage::Zone::Checkpoint,
-            offset,
-            data: data.into(),
-        }]);
-    }
-
-    /// The checkpoint's bytes: the state machine, the client table and the
-    /// prepare header at the checkpoint op (the anchor of the hash chain).
-    pub(crate) fn checkpoint_encode(&self, header: &Header) -> std::rc::Rc<[u8]> {
-        checkpoint_blob(header, &self.state_machine, &self.client_table).into()
+        self.write(vec![Write { id, zone: crate::vsr::storage::Zone::Checkpoint, offset, data }]);
     }
 
     /// Decode a checkpoint into (header, state machine bytes, client table).
@@ -1368,21 +1367,35 @@ impl<S: StateMachine> Replica<S> {
 
 pub(crate) const CHECKPOINT_MAGIC: &[u8; 8] = b"TOASTYCP";
 
-/// The one checkpoint encoding (also used by `format` for the empty state).
+/// The one checkpoint encoding (also used by `format` for the empty state):
+/// the prepare header at the checkpoint op (the anchor of the hash chain),
+/// the state machine, and the client table.
 pub(crate) fn checkpoint_blob<S: StateMachine>(
     header: &Header,
     state_machine: &S,
     client_table: &ClientTable,
 ) -> Vec<u8> {
     let mut blob = Vec::new();
+    checkpoint_blob_into(&mut blob, header, state_machine, client_table);
+    blob
+}
+
+/// `checkpoint_blob`, appended to `blob` (empty on entry).
+fn checkpoint_blob_into<S: StateMachine>(
+    blob: &mut Vec<u8>,
+    header: &Header,
+    state_machine: &S,
+    client_table: &ClientTable,
+) {
+    assert!(blob.is_empty());
     blob.extend_from_slice(CHECKPOINT_MAGIC);
     blob.extend_from_slice(zerocopy::IntoBytes::as_bytes(header));
-    let mut state = Vec::new();
-    state_machine.snapshot(&mut state);
-    blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
-    blob.extend_from_slice(&state);
-    client_table.encode(&mut blob);
-    blob
+    let length_at = blob.len();
+    blob.extend_from_slice(&0u64.to_le_bytes());
+    state_machine.snapshot(blob);
+    let state_length = (blob.len() - length_at - 8) as u64;
+    blob[length_at..length_at + 8].copy_from_slice(&state_length.to_le_bytes());
+    client_table.encode(blob);
 }
 
 pub(crate) struct CheckpointPending {

@@ -44,7 +44,8 @@ pub trait StateMachine {
     /// Serve a read-only operation against the current state (appends to `reply`).
     fn query(&self, operation: u8, body: &[u8], reply: &mut Vec<u8>);
     /// Deterministic, canonical serialization of the whole state
-    /// (byte-identical across replicas that applied the same ops).
+    /// (byte-identical across replicas that applied the same ops),
+    /// appended to `out` (the checkpoint encodes around it in one buffer).
     fn snapshot(&self, out: &mut Vec<u8>);
     /// Replace the whole state from snapshot bytes. Err with a clear reason
     /// on malformed input (never panic); on Err the state is unchanged.
