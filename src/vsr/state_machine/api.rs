@@ -654,8 +654,11 @@ impl Request {
                     if operation == Operation::Batch as u8 {
                         return Err(DecodeError("batch inside a batch"));
                     }
-                    let body = d.bytes()?;
-                    requests.push(Request::decode(operation, &body)?);
+                    // Borrowed: a copy here was a second copy of every
+                    // inline body in every decode of a batch (validation,
+                    // commit and the chunk service each decode it).
+                    let body = d.slice()?;
+                    requests.push(Request::decode(operation, body)?);
                 }
                 Request::Batch(requests)
             }

@@ -133,8 +133,13 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        Ok(self.slice()?.to_vec())
+    }
+
+    /// A byte string, borrowed from the input (no copy).
+    pub fn slice(&mut self) -> Result<&'a [u8], DecodeError> {
         let size = self.u32()? as usize;
-        Ok(self.take(size)?.to_vec())
+        self.take(size)
     }
 
     pub fn option_u32(&mut self) -> Result<Option<u32>, DecodeError> {
