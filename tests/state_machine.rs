@@ -603,6 +603,7 @@ fn any_request_leaf() -> BoxedStrategy<Request> {
         Just(PutCondition::None),
         any_bytes().prop_map(PutCondition::IfMatch),
         Just(PutCondition::IfNoneMatchStar),
+        any_bytes().prop_map(PutCondition::KeyExists),
     ];
     let delete_condition =
         prop_oneof![Just(DeleteCondition::None), any_bytes().prop_map(DeleteCondition::IfMatch)];
@@ -669,6 +670,15 @@ fn any_reply_leaf() -> BoxedStrategy<Reply> {
     .boxed()
 }
 
+/// The chunk references of the puts in `request`, in order.
+fn put_refs(request: &Request) -> Vec<ChunkRef> {
+    match request {
+        Request::PutObject { object, .. } => object.chunks.clone(),
+        Request::Batch(requests) => requests.iter().flat_map(put_refs).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Overwrite one byte of `bytes` (if any) at `index` with `value`.
 fn mutate(mut bytes: Vec<u8>, index: Index, value: u8) -> Vec<u8> {
     if !bytes.is_empty() {
@@ -713,6 +723,34 @@ proptest! {
             let mut again = Vec::new();
             prop_assert_eq!(request.encode(&mut again), code);
             prop_assert_eq!(again, body);
+        }
+    }
+
+    /// Fails if the chunk service's walk (`Request::put_chunk_refs`) and the
+    /// full decode disagree on any bytes: on accepting them, or on which
+    /// chunk references a put carries.
+    #[test]
+    fn put_chunk_refs_match_the_decoded_request(
+        request in any_request(),
+        index in any::<Index>(),
+        value in any::<u8>(),
+        mutated in any::<bool>(),
+    ) {
+        let mut body = Vec::new();
+        let code = request.encode(&mut body);
+        let body = if mutated { mutate(body, index, value) } else { body };
+        let mut refs = Vec::new();
+        let walked = Request::put_chunk_refs(code, &body, &mut refs);
+        let walks = code == Operation::PutObject as u8 || code == Operation::Batch as u8;
+        match Request::decode(code, &body) {
+            Ok(decoded) => {
+                prop_assert!(walked.is_ok());
+                prop_assert_eq!(refs, put_refs(&decoded));
+            }
+            Err(_) => {
+                prop_assert_eq!(walked.is_err(), walks);
+                prop_assert!(refs.is_empty());
+            }
         }
     }
 

@@ -462,17 +462,12 @@ impl ChunkService {
     /// A prepare this replica committed: note the chunks it references.
     pub fn on_committed(&mut self, store: &ChunkStore, prepare: &Message) {
         let header = prepare.header();
-        let Ok(request) = Request::decode(header.operation, prepare.body()) else { return };
-        let puts: Vec<&Request> = match &request {
-            Request::Batch(requests) => requests.iter().collect(),
-            other => vec![other],
-        };
-        for request in puts {
-            if let Request::PutObject { object, .. } = request {
-                for chunk in &object.chunks {
-                    if self.needed(store, u128::from_le_bytes(chunk.id)) {
-                        self.missing_add(*chunk, false);
-                    }
+        // Allocates only for chunks (inline objects have none).
+        let mut refs = Vec::new();
+        if Request::put_chunk_refs(header.operation, prepare.body(), &mut refs).is_ok() {
+            for chunk in refs {
+                if self.needed(store, u128::from_le_bytes(chunk.id)) {
+                    self.missing_add(chunk, false);
                 }
             }
         }
