@@ -2,7 +2,8 @@
 //! that every acknowledged write survived byte-exact.
 //!
 //! `toasty-crashtest wal` runs a one-replica VSR group on the real replica
-//! file (O_DIRECT, io_uring, group commit) and prints `ack <key>` for each
+//! file (O_DIRECT, io_uring; O_DSYNC writes, and group commit in the
+//! `fdatasync` variant) and prints `ack <key>` for each
 //! acknowledged write; at start it verifies every key acknowledged by the
 //! earlier runs (see src/bin/toasty-crashtest.rs). The kill moments come
 //! from a seed printed at the start, so a failure names its schedule.

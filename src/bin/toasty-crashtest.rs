@@ -2,11 +2,11 @@
 //!
 //! `toasty-crashtest wal --data DIR --run R [--verify FILE]` runs a
 //! one-replica VSR group (R=1) on the real replica file (`shard::storage`,
-//! O_DIRECT through io_uring, group commit) with in-process clients that put
-//! objects `r<R>-<client>-<n>` with contents derived from the key, alone or
-//! in batches. It prints `ack <key>` for every put the replica acknowledged
-//! (after the WAL write and its fdatasync), one line each, flushed. To keep
-//! the store bounded, each client deletes its oldest keys in later batches;
+//! O_DIRECT through io_uring, O_DSYNC or group commit per `--wal-sync`)
+//! with in-process clients that put objects `r<R>-<client>-<n>` with
+//! contents derived from the key, alone or in batches. It prints
+//! `ack <key>` for every put the replica acknowledged (after the WAL write
+//! is durable), one line each, flushed. To keep the store bounded, each client deletes its oldest keys in later batches;
 //! `del <key>` is printed *before* such a request is sent (its outcome is
 //! unknown until acknowledged). At start it opens the durable state, waits
 //! until the replica has recovered (a view of its own, every logged op

@@ -2,8 +2,9 @@
 //!
 //! The replica never touches a file. It emits [`Write`]s (in its outbox) and is
 //! told when each one is *durable* (`on_write_done`): a driver reports a write
-//! done only after the data is on stable storage (O_DIRECT write plus the
-//! fdatasync that covers it, batched across many writes: group commit).
+//! done only after the data is on stable storage (an O_DIRECT | O_DSYNC
+//! write that completed, or, under `--wal-sync fdatasync`, an O_DIRECT
+//! write plus the fdatasync that covers it, batched across many writes).
 //! Reads happen once, synchronously, when a replica opens its durable state
 //! at process start, through [`ReadStorage`].
 //!
