@@ -7,8 +7,9 @@
 //! contents derived from the key, alone or in batches. It prints
 //! `ack <key>` for every put the replica acknowledged (after the WAL write
 //! is durable), one line each, flushed. To keep the store bounded, each
-//! client deletes its oldest keys in later batches; `del <key>` is printed *before* such a request is sent (its outcome is
-//! unknown until acknowledged). At start it opens the durable state, waits
+//! client deletes its oldest keys in later batches; `del <key>` is printed
+//! *before* such a request is sent (its outcome is unknown until
+//! acknowledged). At start it opens the durable state, waits
 //! until the replica has recovered (a view of its own, every logged op
 //! committed), and checks the keys of `--verify FILE`: every acknowledged
 //! key never scheduled for deletion must read back with exactly its
