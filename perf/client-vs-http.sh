@@ -7,9 +7,9 @@
 #   perf/client-vs-http.sh            # cores "1 2", 2 rounds
 #   CORES="2" ROUNDS=1 DURATION=5 perf/client-vs-http.sh
 #
-# Per cores value and round: a fresh local cluster (scripts/cluster.sh on
-# ports 16000/16700/16900), then each workload through `toasty-client load`
-# (the sans-IO object client on glommio, in its own process, like a load
+# Per cores value, round and workload: a fresh local cluster
+# (scripts/cluster.sh on ports 16000/16700/16900), then the workload
+# through `toasty-client load` (the sans-IO object client on glommio, in its own process, like a load
 # generator) and through `toasty-loadgen` (S3, SigV4 UNSIGNED-PAYLOAD,
 # keep-alive), alternating which goes first per round. Both clients run on
 # this box and share its 2 cores with the three nodes. Each run records the
@@ -33,11 +33,15 @@ mkdir -p "$out_dir"
 out="$out_dir/client-vs-http-$commit.json"
 export TOASTY_CLUSTER_DIR="$root/target/cvh-cluster" TOASTY_BIN="$bin"
 export TOASTY_BASE_PORT=16000 TOASTY_METRICS_PORT=16700 TOASTY_S3_PORT=16900
-# 1 MiB PUTs overwrite a small key space: their old chunks must be
-# collected during the run (grace 20 s, far above one 1 MiB upload), and
-# each shard gets 64 x 64 MiB of chunk file.
-export TOASTY_CHUNK_SEGMENTS=64 TOASTY_SEGMENT_MIB=64
-export TOASTY_SERVER_ARGS="--gc-grace-seconds 20 --gc-interval-seconds 5"
+# PUTs overwrite a bounded key space (4 KiB: 1000 keys, 1 MiB: 200; both
+# clients), so the inline 4 KiB objects stay far below --metadata-mib
+# (unique keys filled it: LimitExceeded(ObjectsBytes), 2026-12-04) and the
+# old 1 MiB chunks must be collected during the run: grace 5 s (far above
+# one 1 MiB upload; at ~400 MiB/s that is ~2 GiB of garbage per node,
+# more while compaction catches up) in 6 GiB of chunk file per node
+# (96 / cores segments of 64 MiB per shard, as perf/matrix.sh).
+export TOASTY_SEGMENT_MIB=64
+export TOASTY_SERVER_ARGS="--gc-grace-seconds 5 --gc-interval-seconds 1"
 peers="127.0.0.1:16000,127.0.0.1:16100,127.0.0.1:16200"
 trap '"$root/scripts/cluster.sh" stop >/dev/null 2>&1 || true' EXIT
 
@@ -68,21 +72,29 @@ run_one() {
     [ "$op" = get ] && prefill=$keys
     "$bin/toasty-client" --peers "$peers" --cores "$cores" load --bucket cvh --op "$op" \
       --size "$size" --concurrency "$conc" --seconds "$duration" --prefill "$prefill" \
-      --run "$name-$round" >"$json" 2>/dev/null
+      --keys "$keys" --run "$name-$round" >"$json" 2>"$json.err" || true
   else
     local mix="put=100" prefill=()
     [ "$op" = get ] && mix="get=100" && prefill=(--prefill)
     "$bin/toasty-loadgen" --endpoint "http://127.0.0.1:16900" --access-key "$TOASTY_ACCESS_KEY" \
       --secret-key "$TOASTY_SECRET_KEY" --bucket cvh --key-prefix "$name-$round/" --mix "$mix" \
       --size "$size" -c "$conc" --keys "$keys" --key-dist uniform "${prefill[@]}" --warmup 1 \
-      --duration "$duration" --json "$json" >/dev/null 2>&1
+      --duration "$duration" --json "$json" >/dev/null 2>"$json.err" || true
   fi
   ticks=$(($(cpu_ticks) - before))
   python3 - "$json" "$client" "$name" "$cores" "$round" "$ticks" <<'PY'
 import json, os, sys
 path, client, name, cores, rnd, ticks = sys.argv[1:7]
 text = open(path).read().strip().splitlines()
-r = json.loads(text[-1]) if client == "object" else json.loads("".join(text))
+try:
+    r = json.loads(text[-1]) if client == "object" else json.loads("".join(text))
+except (IndexError, ValueError):
+    # The client failed before its report: keep why, count the cell as failed.
+    err = open(path + ".err", errors="replace").read().strip().splitlines()[-3:]
+    print(json.dumps({"client": client, "workload": name, "cores": int(cores), "round": int(rnd),
+        "ops_per_s": 0, "mib_per_s": 0, "p50_us": 0, "p99_us": 0, "max_us": 0, "errors": 1,
+        "requests": 0, "server_cpu_us_per_request": 0, "failed": " | ".join(err) or "no output"}))
+    sys.exit(0)
 if client == "object":
     ops, mib, lat, errors = r["ops_per_second"], r["mib_per_second"], r["latency_us"], r["errors"]
     requests = r["ops"]
@@ -96,29 +108,34 @@ print(json.dumps({"client": client, "workload": name, "cores": int(cores), "roun
     "max_us": lat["max"], "errors": error_count, "requests": requests,
     "server_cpu_us_per_request": round(cpu_s * 1e6 / max(1, requests), 1), "raw": r}))
 PY
-  rm -f "$json"
+  rm -f "$json" "$json.err"
 }
 
 lines=$(mktemp)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for cores in $cores_list; do
   for round in $(seq 1 "$rounds"); do
-    "$root/scripts/cluster.sh" wipe >/dev/null 2>&1 || true
-    TOASTY_CORES=$cores "$root/scripts/cluster.sh" start >/dev/null
-    # shellcheck disable=SC1091
-    . "$TOASTY_CLUSTER_DIR/credentials"
-    "$bin/toasty-client" --peers "$peers" --cores "$cores" bucket-create cvh >/dev/null
     order="object http"
     [ $((round % 2)) -eq 0 ] && order="http object"
     for w in "${workloads[@]}"; do
       read -r name op size conc keys <<<"$w"
+      # A fresh cluster per workload: one workload's garbage (overwritten
+      # 1 MiB chunks wait the grace, then compaction) must not fill the
+      # store under the next (2026-12-04: "disks full" in get1m's prefill
+      # after put1m).
+      "$root/scripts/cluster.sh" wipe >/dev/null 2>&1 || true
+      TOASTY_CORES=$cores TOASTY_CHUNK_SEGMENTS=$((96 / cores)) \
+        "$root/scripts/cluster.sh" start >/dev/null
+      # shellcheck disable=SC1091
+      . "$TOASTY_CLUSTER_DIR/credentials"
+      "$bin/toasty-client" --peers "$peers" --cores "$cores" bucket-create cvh >/dev/null
       for client in $order; do
         line=$(run_one "$client" "$name" "$op" "$size" "$conc" "$keys")
         echo "$line" >>"$lines"
-        python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("cores %d round %d %-6s %-5s %8.0f ops/s %7.1f MiB/s p50 %7.2f ms p99 %7.2f ms errors %d server %5.0f us/req" % (r["cores"], r["round"], r["workload"], r["client"], r["ops_per_s"], r["mib_per_s"], r["p50_us"]/1e3, r["p99_us"]/1e3, r["errors"], r["server_cpu_us_per_request"]))' "$line"
+        python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("cores %d round %d %-6s %-5s %8.0f ops/s %7.1f MiB/s p50 %7.2f ms p99 %7.2f ms errors %d server %5.0f us/req%s" % (r["cores"], r["round"], r["workload"], r["client"], r["ops_per_s"], r["mib_per_s"], r["p50_us"]/1e3, r["p99_us"]/1e3, r["errors"], r["server_cpu_us_per_request"], ("  FAILED: " + r["failed"]) if "failed" in r else ""))' "$line"
       done
+      "$root/scripts/cluster.sh" stop >/dev/null
     done
-    "$root/scripts/cluster.sh" stop >/dev/null
   done
 done
 python3 - "$lines" "$out" "$commit" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
@@ -127,6 +144,8 @@ lines, out, commit, load_start, load_end = sys.argv[1:6]
 runs = [json.loads(l) for l in open(lines)]
 summary = {}
 for r in runs:
+    if "failed" in r:
+        continue
     summary.setdefault(f'{r["workload"]} cores {r["cores"]}', {}).setdefault(r["client"], []).append(r["ops_per_s"])
 ratios = {k: round(statistics.median(v["http"]) / statistics.median(v["object"]), 3)
           for k, v in summary.items() if "http" in v and "object" in v and statistics.median(v["object"]) > 0}

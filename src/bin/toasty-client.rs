@@ -121,6 +121,12 @@ struct LoadArgs {
     /// Part of every key, so runs never collide.
     #[arg(long, default_value = "0")]
     run: String,
+    /// Puts overwrite keys drawn uniformly from this many (0: every put
+    /// writes a new key). Bounds the metadata a long put run leaves: 4 KiB
+    /// objects are stored inline, so unique keys fill a group's
+    /// `--metadata-mib` (LimitExceeded(ObjectsBytes)).
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
     /// Check every GET body.
     #[arg(long)]
     verify: bool,
@@ -301,6 +307,8 @@ fn unix_ms() -> u128 {
 #[derive(Default)]
 struct LoadState {
     keys: Vec<String>,
+    /// The keys in `keys`, under `--keys` (puts overwrite, so repeat).
+    keys_seen: std::collections::HashSet<String>,
     errors: BTreeMap<String, u64>,
     ops: u64,
     bytes: u64,
@@ -412,14 +420,19 @@ async fn load_task(
         };
         let started = Instant::now();
         let outcome = if is_put {
-            count += 1;
-            let key = format!("{}-{task}-{count}", args.run);
+            let key = if args.keys > 0 {
+                format!("{}-k{}", args.run, (prng >> 3) % args.keys)
+            } else {
+                count += 1;
+                format!("{}-{task}-{count}", args.run)
+            };
             let data = contents(&key, args.size);
             loop {
                 let result = put(driver, bucket, &key, &data).await;
                 match result {
                     Ok(Reply::ObjectPut { .. }) => {
-                        ack(state, &key, args.size, driver.group_of(bucket, key.as_bytes()));
+                        let group = driver.group_of(bucket, key.as_bytes());
+                        ack(state, &key, args.size, group, args.keys > 0);
                         break Ok(());
                     }
                     Err(error) if args.retry && Instant::now() < deadline => {
@@ -467,9 +480,11 @@ async fn load_task(
     }
 }
 
-fn ack(state: &Rc<RefCell<LoadState>>, key: &str, size: usize, group: u32) {
+fn ack(state: &Rc<RefCell<LoadState>>, key: &str, size: usize, group: u32, repeats: bool) {
     let mut state = state.borrow_mut();
-    state.keys.push(key.to_string());
+    if !repeats || state.keys_seen.insert(key.to_string()) {
+        state.keys.push(key.to_string());
+    }
     if let Some(log) = &mut state.ack_log {
         // Written before the next request: a kill loses no acknowledged key.
         let _ = writeln!(log, "ack {key} {size} {} {group}", unix_ms());
