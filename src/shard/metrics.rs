@@ -97,7 +97,7 @@ shard_fields! {
     chunk_cache_hits_total: "counter", "Chunk reads of this shard's S3 front end served from its chunk cache / sent to a replica.";
     chunk_cache_misses_total: "counter", "chunk cache misses total";
     chunk_cache_bytes: "gauge", "Chunk bytes in the S3 front end's chunk cache.";
-    md5_bytes_total: "counter", "Upload bytes the S3 front end's MD5 pool hashed (ETags; inline objects, up to --inline-max, are hashed by their request and not counted).";
+    md5_bytes_total: "counter", "Upload bytes the S3 front end's MD5 pool hashed (ETags; an inline object, up to --inline-max, is hashed by its request and not counted when it is the shard's only PUT).";
     md5_vector_bytes_total: "counter", "Of toasty_md5_bytes_total, the bytes hashed in vector passes (the rest went through the scalar code, one stream at a time).";
     frames_reused_total: "counter", "Large message frames (64 KiB to 1 MiB + 4 KiB) this shard filled again instead of allocating and zeroing new ones.";
     frames_allocated_total: "counter", "Large message frames this shard allocated (zeroed) because none of its pooled ones was free.";

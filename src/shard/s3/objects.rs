@@ -230,8 +230,15 @@ pub(super) async fn upload(
                 if declared.is_some_and(|d| d != size) {
                     return Err(S3Error::new(S3ErrorCode::IncompleteBody));
                 }
-                md5.update_now(piece);
                 let inline = piece.to_vec();
+                if context.md5.hashes_as_they_come() {
+                    md5.update_now(piece);
+                } else {
+                    // Other PUTs are in flight: the small bodies that
+                    // arrive in one turn share the pool's vector pass
+                    // (perf/results/2026-12-04/inline-md5-pool/).
+                    md5.feed_frame(frame.clone(), HEADER_SIZE..HEADER_SIZE + read).await;
+                }
                 // Back to the pool (it is the only holder once this returns).
                 frames::track(frame);
                 let checksums = algorithms
