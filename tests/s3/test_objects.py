@@ -245,3 +245,21 @@ def test_concurrent_multi_chunk_puts_have_their_own_etags(s3, s3_plain, bucket):
         got = s3.get_object(Bucket=bucket, Key="c%d" % i)
         assert got["ETag"] == etag_of(body)
         assert got["Body"].read() == body, i
+
+
+def test_concurrent_small_puts_have_their_own_etags(s3, bucket):
+    """Small (inline) bodies of PUTs in flight together are hashed in the
+    shard's shared MD5 passes: each ETag must be the MD5 of its own body.
+    Fails if a body is hashed with another's bytes or range."""
+    bodies = [big_payload(1 + (i * 331) % 4096, "small-%d" % i) for i in range(48)]
+
+    def put(i):
+        return s3.put_object(Bucket=bucket, Key="s%d" % i, Body=bodies[i])["ETag"]
+
+    with ThreadPoolExecutor(24) as pool:
+        etags = list(pool.map(put, range(len(bodies))))
+    for i, body in enumerate(bodies):
+        assert etags[i] == etag_of(body), i
+        got = s3.get_object(Bucket=bucket, Key="s%d" % i)
+        assert got["ETag"] == etag_of(body)
+        assert got["Body"].read() == body, i
