@@ -240,11 +240,7 @@ def test_concurrent_multi_chunk_puts_have_their_own_etags(s3, s3_plain, bucket):
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         etags = list(pool.map(put, range(len(bodies))))
-    for i, body in enumerate(bodies):
-        assert etags[i] == etag_of(body), i
-        got = s3.get_object(Bucket=bucket, Key="c%d" % i)
-        assert got["ETag"] == etag_of(body)
-        assert got["Body"].read() == body, i
+    assert_stored(s3, bucket, "c", bodies, etags)
 
 
 def test_concurrent_small_puts_have_their_own_etags(s3, bucket):
@@ -258,8 +254,14 @@ def test_concurrent_small_puts_have_their_own_etags(s3, bucket):
 
     with ThreadPoolExecutor(24) as pool:
         etags = list(pool.map(put, range(len(bodies))))
+    assert_stored(s3, bucket, "s", bodies, etags)
+
+
+def assert_stored(s3, bucket, prefix, bodies, etags):
+    """Body i was PUT as key `prefix`i and answered etags[i]: each ETag is
+    the MD5 of its own body, and each body reads back exact."""
     for i, body in enumerate(bodies):
         assert etags[i] == etag_of(body), i
-        got = s3.get_object(Bucket=bucket, Key="s%d" % i)
-        assert got["ETag"] == etag_of(body)
+        got = s3.get_object(Bucket=bucket, Key="%s%d" % (prefix, i))
+        assert got["ETag"] == etag_of(body), i
         assert got["Body"].read() == body, i
